@@ -1,0 +1,30 @@
+"""The ``train-all`` flow: ingest -> check -> split -> train in parallel -> evaluate -> report."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.train_models import run_parallel
+from recognize_me.config import PipelineConfig
+from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
+from tasks.data import check_data, create_run_folder, fingerprint, ingest_celeba, inventory, split_data
+from tasks.reporting import publish_report
+
+
+@flow(name="train-all", log_prints=True)
+def train_all(config: PipelineConfig) -> str:
+    run_dir = create_run_folder(config)
+    tables = ingest_celeba(config)
+    manifest = inventory(tables)
+    check_data(config, tables, manifest, run_dir)
+    data_fingerprint = fingerprint(config, tables, manifest)
+    splits_csv = split_data(config, tables, manifest, run_dir)
+
+    n_workers = worker_count(config, len(config.models))
+    jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, data_fingerprint,
+                     threads=threads_per_worker(n_workers))
+    outcomes = run_parallel(jobs, config.dask_address, n_workers)
+
+    report = publish_report(run_dir, splits_csv, tables.paths.images_dir, config.attribute_names, outcomes)
+    print(f"report: {report}")
+    return str(report)

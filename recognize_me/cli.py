@@ -1,0 +1,145 @@
+"""Command line: ``recognize-me demo-data | validate | train | demo``.
+
+Config flags are generated from ``PipelineConfig``'s fields (``--image-size 64 64``, ``--models a b``,
+``--no-augment-flip``); ``--config FILE.json`` loads a saved config and flags override it. Values are
+parsed and checked by the typed config, so a mistyped value is rejected with the field's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from recognize_me.config import ALL_MODELS, PipelineConfig
+
+DEMO_DIR = Path("demo-data")
+
+
+def _is_multi(annotation: Any) -> bool:
+    """Fields whose type admits a list or tuple take several values on the command line."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return True
+    return any(_is_multi(a) for a in typing.get_args(annotation) if a is not type(None))
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="a JSON config file (flags override it)")
+    group = parser.add_argument_group("pipeline config (see PipelineConfig)")
+    for name, field in PipelineConfig.model_fields.items():
+        if name == "fault_injection":
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = field.description or ""
+        if field.annotation is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif _is_multi(field.annotation):
+            group.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, default=None, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, **defaults: Any) -> PipelineConfig:
+    values: dict[str, Any] = dict(defaults)
+    if getattr(args, "config", None):
+        values |= json.loads(Path(args.config).read_text())
+    for name in PipelineConfig.model_fields:
+        v = getattr(args, name, None)
+        if v is not None:
+            values[name] = v[0] if name == "attributes" and len(v) == 1 else v
+    return PipelineConfig.model_validate(values)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from recognize_me.demo_data import generate_demo_data
+
+    paths = generate_demo_data(Path(args.out), n_images=args.images, seed=args.seed)
+    print(f"demo data written to {paths.root}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from recognize_me.inventory import summarize_manifest
+    from recognize_me.validation import validate
+
+    config = config_from_args(args)
+    docs = Path(args.docs_dir) if args.docs_dir else None
+    result = validate(config, docs_dir=docs, progress=True)
+    s = summarize_manifest(result.manifest)
+    print(f"{s['listed']} listed images: {s['available']} available, {s['absent']} absent "
+          f"(e.g. {', '.join(s['absent_examples'][:3]) or '-'}), {s['undecodable']} undecodable"
+          + (f" (e.g. {'; '.join(s['undecodable_examples'][:3])})" if s["undecodable"] else ""))
+    print(result.report.to_markdown())
+    if result.report.data_docs_index:
+        print(f"Data Docs: {result.report.data_docs_index}")
+    return 0 if result.report.success else 1
+
+
+def cmd_train(args: argparse.Namespace, **defaults: Any) -> int:
+    from flows.train_all import train_all
+
+    config = config_from_args(args, **defaults)
+    report = train_all(config=config)
+    summary = json.loads((Path(report).parent / "leaderboard.json").read_text())
+    best = summary[0]
+    print(f"best model: {best['model']}, mean test accuracy {best['mean_accuracy']:.4f}")
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    if not (data / "list_attr_celeba.txt").exists():
+        from recognize_me.demo_data import generate_demo_data
+
+        generate_demo_data(data, n_images=args.images, seed=0)
+    defaults = {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
+                "models": list(ALL_MODELS), "epochs": 6}
+    return cmd_train(args, **defaults)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recognize-me", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo-data", help="write synthetic faces in the official CelebA layout")
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+    p = sub.add_parser("validate", help="ingest and check the data only; exit 1 on a critical failure")
+    p.add_argument("--celeba", dest="celeba_dir", help="alias of --celeba-dir")
+    p.add_argument("--docs-dir", help="write Great Expectations Data Docs here")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("train", help="run the train-all flow")
+    p.add_argument("--celeba", dest="celeba_dir", help="alias of --celeba-dir")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with all five models")
+    p.add_argument("--data", default=str(DEMO_DIR))
+    p.add_argument("--images", type=int, default=2000)
+    add_config_flags(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValidationError as err:
+        print(f"invalid configuration:\n{err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The one typed configuration: it is the ``train-all`` flow's parameter set and the CLI's flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recognize_me.attributes_catalog import resolve_attributes
+
+ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"]
+ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune")
+
+
+class PipelineConfig(BaseModel):
+    """Everything a run depends on. Unknown fields and mis-typed values are rejected by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- data -------------------------------------------------------------------------------
+    celeba_dir: Path | None = Field(
+        None, description="Folder with list_attr_celeba.(txt|csv), list_eval_partition.(txt|csv), "
+        "optional identity_CelebA.txt and img_align_celeba/.")
+    attr_file: Path | None = Field(None, description="Attribute file; default: found in celeba_dir.")
+    partition_file: Path | None = Field(None, description="Partition file; default: found in celeba_dir.")
+    identity_file: Path | None = Field(None, description="Identity file; default: found in celeba_dir.")
+    images_dir: Path | None = Field(None, description="Image folder; default: celeba_dir/img_align_celeba.")
+    me_dir: Path | None = Field(None, description="Folder of the user's own photos.")
+    others_dir: Path | None = Field(None, description="Folder of photos of other people (optional).")
+    attributes: str | list[str] = Field("all40", description="Preset (all40, reliable32) or attribute names.")
+    limit_images: int | None = Field(None, ge=1, description="Use at most this many available images "
+                                     "(seeded sample, kept per split); None = all.")
+    max_absent_fraction: float = Field(0.95, ge=0, le=1, description="Listed images absent from disk "
+                                       "above this fraction fail the data checks.")
+    max_undecodable_fraction: float = Field(0.001, ge=0, le=1, description="Present but undecodable "
+                                            "images above this fraction fail the data checks.")
+
+    # --- splits and input -------------------------------------------------------------------
+    seed: int = Field(42, description="Base seed: splits, shuffling, initialisation.")
+    use_official_partition: bool = True
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    image_size: tuple[int, int] = Field((64, 64), description="(height, width) fed to the models.")
+    crop: Literal["none", "square", "face"] = Field(
+        "square", description="none: whole 178x218 frame; square: central 178x178; face: the 148x148 "
+        "face box used by most CelebA papers.")
+    augment_flip: bool = True
+
+    # --- training ---------------------------------------------------------------------------
+    models: list[ModelName] = Field(default_factory=lambda: ["baseline_cnn"])
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    vgg_weights: str = Field("none", description="imagenet, none, or a path to a local weights file.")
+    dask_address: str | None = Field(None, description="Existing Dask scheduler; None = local cluster.")
+    n_workers: int | None = Field(None, ge=1, description="Local training processes; default min(models, cores).")
+
+    # --- output ------------------------------------------------------------------------------
+    output_root: Path = Path("artifacts")
+    run_name: str | None = Field(None, description="Run folder name; default: timestamp + short id.")
+    refresh: bool = Field(False, description="Ignore cached results and recompute.")
+    fault_injection: dict[str, int] = Field(default_factory=dict, description="Testing only: model name -> "
+                                            "epoch (0-based) at whose start that model's process exits hard.")
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions_sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in v) or abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"split_fractions must be three non-negative numbers summing to 1, got {v}")
+        return v
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, v: str | list[str]) -> str | list[str]:
+        resolve_attributes(v)
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"models must be a non-empty list without repeats, got {v}")
+        return v
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_run_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "/" in v or "\\" in v or v in {".", ".."}):
+            raise ValueError(f"run_name must be a plain folder name, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _has_attribute_source(self) -> PipelineConfig:
+        if self.celeba_dir is None and self.attr_file is None:
+            raise ValueError("give celeba_dir or attr_file")
+        return self
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return resolve_attributes(self.attributes)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+
+    #: Fields that say where and how a run executes, not what it computes.
+    EXECUTION_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"output_root", "run_name", "refresh", "dask_address", "n_workers", "fault_injection"})
+
+    def fingerprint_json(self) -> str:
+        """The config as it affects results (execution-only fields left out)."""
+        return json.dumps(self.model_dump(mode="json", exclude=set(self.EXECUTION_FIELDS)), sort_keys=True)

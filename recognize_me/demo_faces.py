@@ -1,0 +1,567 @@
+"""Cartoon face renderer behind the synthetic demo data (see ``demo_data``).
+
+Pure and deterministic: every random choice comes from the ``numpy.random.Generator`` passed in.
+A face is drawn in *face units* (1 unit = half the face width, origin between the eyes, y down),
+so the same code draws a 178x218 CelebA-style crop and a 400 px "photo". Every one of the 40
+CelebA attributes maps to something visible (see ``render_face``); the rest of the variation
+(background, clothes, pose, light, noise) is nuisance a model has to ignore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+RGB = tuple[int, int, int]
+Point = tuple[float, float]
+
+#: Drawing happens at this multiple of the output size, then is reduced (cheap anti-aliasing).
+SUPERSAMPLE = 2
+
+HAIR_COLOURS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
+_EYE_COLOURS: tuple[RGB, ...] = ((92, 58, 32), (58, 38, 22), (70, 110, 170), (70, 128, 80), (120, 95, 50),
+                                 (118, 128, 140))
+_METALS: tuple[RGB, ...] = ((222, 180, 50), (205, 205, 215), (240, 236, 225))
+_SHADOWS: tuple[RGB, ...] = ((120, 60, 140), (60, 80, 150), (110, 70, 50), (150, 60, 100), (40, 40, 50))
+_LIPSTICKS: tuple[RGB, ...] = ((200, 20, 40), (170, 10, 50), (215, 45, 70), (150, 15, 30))
+
+
+@dataclass(frozen=True)
+class Look:
+    """Identity-level appearance that the 40 labels leave open (constant across a person's photos)."""
+
+    skin: RGB
+    hair: RGB
+    eyes: RGB
+    long_hair: bool
+    width: float = 1.0          # face width multiplier (before Chubby)
+    eye_spacing: float = 0.40   # eye centre distance from the midline
+    round_glasses: bool = False
+    mole: Point | None = None   # a dark mole at this face-unit position
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Per-photo framing and nuisance."""
+
+    size: tuple[int, int]       # output (width, height)
+    center: Point               # face origin in output pixels
+    unit: float                 # output pixels per face unit
+    angle: float                # degrees counter-clockwise
+    background: RGB
+    clothes: RGB
+    accent: RGB                 # hat and necktie colour
+    brightness: float
+    contrast: float
+    noise: float                # std of Gaussian pixel noise (0-255 scale)
+    light_slope: float = 0.0    # left-right lighting gradient, fraction of brightness
+
+
+# --------------------------------------------------------------------------------------------- looks
+
+def _mix(a: Sequence[float], b: Sequence[float], t: float) -> RGB:
+    return tuple(int(round(a[i] * (1 - t) + b[i] * t)) for i in range(3))  # type: ignore[return-value]
+
+
+def _shade(c: Sequence[float], f: float) -> RGB:
+    return tuple(int(min(255, max(0, round(v * f)))) for v in c[:3])  # type: ignore[return-value]
+
+
+def _rgba(c: Sequence[int], alpha: int) -> tuple[int, int, int, int]:
+    return (c[0], c[1], c[2], alpha)
+
+
+def _jitter(c: RGB, rng: np.random.Generator, amount: int) -> RGB:
+    return tuple(int(np.clip(v + rng.integers(-amount, amount + 1), 0, 255)) for v in c)  # type: ignore[return-value]
+
+
+def skin_tone(pale: bool, rng: np.random.Generator) -> RGB:
+    if pale:
+        return _jitter((248, 228, 218), rng, 5)
+    return _jitter(_mix((96, 60, 40), (232, 184, 150), float(rng.beta(2.4, 1.3))), rng, 6)
+
+
+def hair_tone(attrs: Mapping[str, int], rng: np.random.Generator) -> RGB:
+    """The hair colour named by the labels; unlabelled hair (and bald) gets auburn/red/dark-grey."""
+    t = float(rng.random())
+    if attrs.get("Black_Hair"):
+        return _mix((22, 20, 20), (45, 38, 36), t)
+    if attrs.get("Blond_Hair"):
+        return _mix((218, 184, 112), (244, 218, 156), t)
+    if attrs.get("Brown_Hair"):
+        return _mix((82, 50, 30), (128, 84, 50), t)
+    if attrs.get("Gray_Hair"):
+        g = int(165 + 45 * t)
+        return (g, g, min(255, g + 6))
+    if attrs.get("Bald"):
+        return _mix((60, 54, 50), (150, 145, 140), t)
+    return _mix((128, 50, 26), (182, 86, 44), t)  # auburn .. red: no CelebA hair-colour label
+
+
+def random_look(attrs: Mapping[str, int], rng: np.random.Generator) -> Look:
+    """A random person consistent with the identity-level labels (sex, skin, hair colour)."""
+    male = bool(attrs.get("Male"))
+    return Look(
+        skin=skin_tone(bool(attrs.get("Pale_Skin")), rng),
+        hair=hair_tone(attrs, rng),
+        eyes=_EYE_COLOURS[int(rng.integers(len(_EYE_COLOURS)))],
+        long_hair=bool(rng.random() < (0.06 if male else 0.85)),
+        width=float(rng.uniform(0.94, 1.06)),
+        eye_spacing=float(rng.uniform(0.37, 0.43)),
+        round_glasses=bool(rng.random() < 0.4),
+    )
+
+
+# --------------------------------------------------------------------------------------------- scenes
+
+def _muted_colour(rng: np.random.Generator) -> RGB:
+    return _mix(tuple(int(v) for v in rng.integers(0, 256, 3)), (128, 128, 128), float(rng.uniform(0.1, 0.6)))
+
+
+def celeba_scene(rng: np.random.Generator, size: tuple[int, int] = (178, 218)) -> Scene:
+    """An aligned 178x218 crop: face centred, eyes near row 110, small residual pose jitter."""
+    w, h = size
+    s = w / 178
+    return Scene(
+        size=size,
+        center=(w / 2 + rng.normal(0, 2.5 * s), h * 114 / 218 + rng.normal(0, 2.5 * s)),
+        unit=42 * s * float(rng.uniform(0.9, 1.1)),
+        angle=float(np.clip(rng.normal(0, 3), -8, 8)),
+        background=_muted_colour(rng),
+        clothes=_muted_colour(rng),
+        accent=tuple(int(v) for v in rng.integers(20, 236, 3)),  # type: ignore[arg-type]
+        brightness=float(rng.uniform(0.78, 1.18)),
+        contrast=float(rng.uniform(0.78, 1.15)),
+        noise=float(rng.uniform(1.5, 6.0)),
+        light_slope=float(rng.uniform(-0.12, 0.12)),
+    )
+
+
+def photo_scene(rng: np.random.Generator) -> Scene:
+    """A casual square-ish photo, 160-400 px, the face 40-60 % of the frame height."""
+    w = int(rng.integers(160, 401))
+    h = int(round(w * rng.uniform(1.0, 1.3)))
+    face_fraction = float(rng.uniform(0.42, 0.58))
+    return Scene(
+        size=(w, h),
+        center=(w / 2 + rng.normal(0, 0.04 * w), h * 0.46 + rng.normal(0, 0.03 * h)),
+        unit=face_fraction * h / 2.7,
+        angle=float(np.clip(rng.normal(0, 5), -12, 12)),
+        background=_muted_colour(rng),
+        clothes=_muted_colour(rng),
+        accent=tuple(int(v) for v in rng.integers(20, 236, 3)),  # type: ignore[arg-type]
+        brightness=float(rng.uniform(0.7, 1.2)),
+        contrast=float(rng.uniform(0.7, 1.15)),
+        noise=float(rng.uniform(1.0, 5.0)),
+        light_slope=float(rng.uniform(-0.2, 0.2)),
+    )
+
+
+# --------------------------------------------------------------------------------------------- drawing
+
+class _Painter:
+    """ImageDraw in face units (alpha-blended fills allowed on the RGB canvas)."""
+
+    def __init__(self, img: Image.Image, center: Point, unit: float):
+        self.draw = ImageDraw.Draw(img, "RGBA")
+        self.cx, self.cy = center
+        self.u = unit
+
+    def p(self, x: float, y: float) -> Point:
+        return (self.cx + x * self.u, self.cy + y * self.u)
+
+    def pts(self, points: Sequence[Point] | np.ndarray) -> list[Point]:
+        return [self.p(float(x), float(y)) for x, y in points]
+
+    def w(self, width: float) -> int:
+        return max(1, int(round(width * self.u)))
+
+    def ellipse(self, x: float, y: float, rx: float, ry: float, fill=None, outline=None, width: float = 0.0):
+        self.draw.ellipse([self.p(x - rx, y - ry), self.p(x + rx, y + ry)], fill=fill, outline=outline,
+                          width=self.w(width) if outline is not None else 0)
+
+    def polygon(self, points: Sequence[Point] | np.ndarray, fill=None, outline=None, width: float = 0.0):
+        self.draw.polygon(self.pts(points), fill=fill, outline=outline,
+                          width=self.w(width) if outline is not None else 1)
+
+    def line(self, points: Sequence[Point] | np.ndarray, fill, width: float):
+        self.draw.line(self.pts(points), fill=fill, width=self.w(width), joint="curve")
+
+    def rounded_rect(self, x0: float, y0: float, x1: float, y1: float, radius: float, outline, width: float,
+                     fill=None):
+        self.draw.rounded_rectangle([self.p(x0, y0), self.p(x1, y1)], radius=radius * self.u, fill=fill,
+                                    outline=outline, width=self.w(width))
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Face proportions derived from the shape labels."""
+
+    fw: float          # half width
+    top: float         # forehead-to-crown half height (upwards)
+    bottom: float      # chin depth (downwards)
+    jaw_power: float   # 2 = elliptic jaw, larger = squarer
+    taper: float       # how much the jaw narrows towards the chin
+    eye_x: float
+    eye_y: float = -0.12
+
+    def outline(self, steps: int = 64) -> np.ndarray:
+        t = np.linspace(0, 2 * np.pi, steps, endpoint=False)
+        c, s = np.cos(t), np.sin(t)
+        lower = s > 0
+        n = np.where(lower, self.jaw_power, 2.0)
+        x = self.fw * np.sign(c) * np.abs(c) ** (2 / n)
+        y = np.where(lower, self.bottom, self.top) * np.sign(s) * np.abs(s) ** (2 / n)
+        x = np.where(lower, x * (1 - self.taper * y / self.bottom), x)
+        return np.stack([x, y], axis=1)
+
+    def half_width_at(self, y: float) -> float:
+        out = self.outline(128)
+        side = out[out[:, 0] > 0]
+        return float(np.interp(y, side[np.argsort(side[:, 1]), 1], side[np.argsort(side[:, 1]), 0]))
+
+
+def _geometry(a: Mapping[str, int], look: Look) -> _Geometry:
+    fw = look.width * (1.14 if a.get("Chubby") else 1.0)
+    if a.get("Oval_Face"):
+        return _Geometry(fw, 1.32, 1.45, 2.0, 0.16, look.eye_spacing)
+    power = 3.0 if a.get("Chubby") else 2.5
+    return _Geometry(fw, 1.28, 1.27, power, 0.04, look.eye_spacing)
+
+
+def _wavy(points: np.ndarray, amplitude: float, freq: float, axis: int) -> np.ndarray:
+    """Displace a polyline sideways by a sine of its position along the other axis."""
+    out = points.copy()
+    out[:, axis] += amplitude * np.sin(freq * points[:, 1 - axis])
+    return out
+
+
+def _hair_back(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) -> None:
+    if a.get("Bald"):
+        return
+    wavy = bool(a.get("Wavy_Hair"))
+    strand = _shade(look.hair, 0.7) if sum(look.hair) > 200 else _mix(look.hair, (110, 100, 95), 0.35)
+    if look.long_hair:
+        a_, b_ = g.fw + 0.2, g.top + 0.2
+        t = np.linspace(np.pi, 2 * np.pi, 24)
+        crown = np.stack([a_ * np.cos(t), b_ * np.sin(t)], axis=1)
+        ys = np.linspace(0, 2.2, 16)
+        right = np.stack([np.full_like(ys, a_ + 0.05) + 0.12 * ys, ys], axis=1)
+        left = np.stack([-(a_ + 0.05) - 0.12 * ys, ys], axis=1)[::-1]
+        if wavy:
+            right, left = _wavy(right, 0.1, 7.0, 0), _wavy(left, 0.1, 7.0, 0)
+        pp.polygon(np.concatenate([left, crown, right]), fill=look.hair)
+        if wavy or a.get("Straight_Hair"):
+            for side in (-1, 1):
+                for k in range(4):
+                    x0 = side * (g.fw + 0.02 + 0.09 * k)
+                    line = np.stack([np.full_like(ys, x0) + side * 0.1 * ys, ys], axis=1)
+                    if wavy:
+                        line = _wavy(line, 0.07, 7.0, 0)
+                    pp.line(line, fill=_rgba(strand, 200), width=0.03)
+    else:
+        t = np.linspace(np.pi * 0.92, np.pi * 2.08, 40)
+        r = 1 + (0.045 * np.sin(14 * t) if wavy else 0)
+        cap = np.stack([(g.fw + 0.1) * r * np.cos(t), (g.top + 0.15) * r * np.sin(t) - 0.05], axis=1)
+        pp.polygon(cap, fill=look.hair)
+
+
+def _hairline(a: Mapping[str, int], g: _Geometry, xs: np.ndarray) -> np.ndarray:
+    rel = np.abs(xs) / g.fw
+    if a.get("Receding_Hairline"):
+        return -1.02 - 0.2 * np.exp(-(((rel - 0.5) / 0.17) ** 2)) + 0.77 * rel ** 3
+    if a.get("Bangs"):
+        jag = np.where(np.arange(len(xs)) % 2 == 0, 0.0, 0.08)
+        return -0.5 + 0.22 * rel ** 4 + jag
+    return -0.8 + 0.55 * rel ** 2.5
+
+
+def _hair_front(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) -> None:
+    if a.get("Bald"):
+        for side in (-1, 1):  # fringe of hair above the ears, shiny scalp
+            x_in = side * (g.half_width_at(-0.2) - 0.08)
+            pp.polygon([(x_in, -0.55), (x_in + side * 0.16, -0.6), (x_in + side * 0.2, 0.05), (x_in, 0.02)],
+                       fill=look.hair)
+        pp.ellipse(-0.3, -0.95, 0.25, 0.12, fill=(255, 255, 255, 70))
+        return
+    ax, by = g.fw + 0.08, g.top + 0.12
+    temple_y = -0.25
+    t0 = np.arcsin(temple_y / by)          # right temple angle (negative)
+    t = np.linspace(np.pi - t0, 2 * np.pi + t0, 30)
+    crown = np.stack([ax * np.cos(t), by * np.sin(t)], axis=1)
+    if a.get("Wavy_Hair") and not look.long_hair:
+        crown *= (1 + 0.045 * np.sin(14 * t))[:, None]
+    xs = np.linspace(ax * np.cos(t0), -ax * np.cos(t0), 23)
+    hairline = np.stack([xs, np.maximum(_hairline(a, g, xs), -by + 0.05)], axis=1)
+    pp.polygon(np.concatenate([crown, hairline]), fill=look.hair)
+    # strands: straight lines or waves running from the crown to the hairline
+    if a.get("Straight_Hair") or a.get("Wavy_Hair"):
+        strand = _shade(look.hair, 0.65) if sum(look.hair) > 200 else _mix(look.hair, (120, 110, 105), 0.35)
+        for x_end, y_end in hairline[2:-2:2]:
+            line = np.stack([np.linspace(x_end * 0.5, x_end, 8), np.linspace(-by + 0.12, y_end - 0.03, 8)], axis=1)
+            if a.get("Wavy_Hair"):
+                line = _wavy(line, 0.05, 16.0, 0)
+            pp.line(line, fill=_rgba(strand, 210), width=0.028)
+
+
+def _body(pp: _Painter, a: Mapping[str, int], look: Look, scene: Scene, rng: np.random.Generator) -> None:
+    neck = _shade(look.skin, 0.88)
+    pp.polygon([(-0.42, 0.8), (0.42, 0.8), (0.45, 1.8), (-0.45, 1.8)], fill=neck)
+    pp.ellipse(0, 2.95, 2.1, 1.4, fill=scene.clothes)
+    pp.polygon([(-0.44, 1.55), (0.44, 1.55), (0, 1.95)], fill=neck)  # V neckline
+    if a.get("Wearing_Necktie"):
+        shirt = (238, 238, 235)
+        pp.polygon([(-0.55, 1.55), (-0.1, 1.62), (0, 1.9), (-0.35, 1.9)], fill=shirt)
+        pp.polygon([(0.55, 1.55), (0.1, 1.62), (0, 1.9), (0.35, 1.9)], fill=shirt)
+        pp.polygon([(-0.12, 1.58), (0.12, 1.58), (0.08, 1.75), (-0.08, 1.75)], fill=_shade(scene.accent, 0.85))
+        pp.polygon([(-0.08, 1.75), (0.08, 1.75), (0.19, 2.55), (0, 2.7), (-0.19, 2.55)], fill=scene.accent)
+    if a.get("Wearing_Necklace"):
+        metal = _METALS[int(rng.integers(len(_METALS)))]
+        t = np.linspace(0.15 * np.pi, 0.85 * np.pi, 20)
+        chain = np.stack([0.46 * np.cos(t), 1.2 + 0.45 * np.sin(t)], axis=1)
+        pp.line(chain, fill=metal, width=0.045)
+        pp.ellipse(0, 1.7, 0.07, 0.08, fill=metal)
+
+
+def _ears(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rng: np.random.Generator) -> None:
+    hw = g.half_width_at(0.05)
+    for side in (-1, 1):
+        x = side * (hw - 0.02)
+        pp.ellipse(x, 0.05, 0.13, 0.24, fill=_shade(look.skin, 0.95))
+        pp.line([(x + side * 0.03, -0.1), (x + side * 0.06, 0.05), (x + side * 0.03, 0.2)],
+                fill=_shade(look.skin, 0.75), width=0.03)
+    if a.get("Wearing_Earrings"):
+        metal = _METALS[int(rng.integers(len(_METALS)))]
+        hoop = rng.random() < 0.5
+        for side in (-1, 1):
+            x = side * (hw + 0.02)
+            if hoop:
+                pp.ellipse(x, 0.4, 0.09, 0.1, outline=metal, width=0.04)
+            else:
+                pp.line([(x, 0.28), (x, 0.42)], fill=metal, width=0.03)
+                pp.ellipse(x, 0.46, 0.06, 0.07, fill=metal)
+
+
+def _face(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) -> np.ndarray:
+    outline = g.outline()
+    pp.polygon(outline, fill=look.skin)
+    # soft shading at the sides and eye sockets: gives the Haar cascade its dark/light bands
+    dark = _rgba(_shade(look.skin, 0.55), 38)
+    for side in (-1, 1):
+        pp.ellipse(side * g.eye_x, g.eye_y - 0.05, 0.28, 0.18, fill=dark)
+    if a.get("Double_Chin"):
+        pp.ellipse(0, g.bottom + 0.02, 0.46 * g.fw, 0.17, fill=look.skin)
+        t = np.linspace(0.2 * np.pi, 0.8 * np.pi, 16)
+        pp.line(np.stack([0.42 * g.fw * np.cos(t), g.bottom - 0.17 + 0.2 * np.sin(t)], axis=1),
+                fill=_shade(look.skin, 0.7), width=0.035)
+    return outline
+
+
+def _skin_marks(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rng: np.random.Generator) -> None:
+    line = _rgba(_shade(look.skin, 0.55), 190)
+    ex = g.eye_x
+    if not a.get("Young"):
+        for y in (-0.6, -0.7, -0.8):
+            pp.line([(-0.42, y + 0.02), (0, y - 0.02), (0.42, y + 0.02)], fill=line, width=0.03)
+        for side in (-1, 1):
+            x = side * (ex + 0.24)
+            for dy in (-0.07, 0.0, 0.07):
+                pp.line([(x, g.eye_y + dy * 0.4), (x + side * 0.12, g.eye_y + dy)], fill=line, width=0.025)
+            pp.line([(side * 0.2, 0.32), (side * 0.36, 0.5), (side * 0.4, 0.7)], fill=line, width=0.03)
+    if not a.get("Attractive"):  # blemishes
+        for _ in range(int(rng.integers(5, 10))):
+            x, y = rng.uniform(-0.7, 0.7), rng.uniform(-0.65, 0.5)
+            if abs(y - g.eye_y) < 0.12 and abs(abs(x) - ex) < 0.25:
+                continue
+            pp.ellipse(x, y, 0.035, 0.035, fill=_rgba(_mix(look.skin, (140, 40, 40), 0.55), 200))
+    if a.get("High_Cheekbones"):
+        for side in (-1, 1):
+            pp.ellipse(side * 0.58, 0.08, 0.2, 0.09, fill=(255, 255, 255, 70))
+            pp.line([(side * 0.9, 0.15), (side * 0.6, 0.33), (side * 0.42, 0.42)],
+                    fill=_rgba(_shade(look.skin, 0.6), 150), width=0.04)
+    if a.get("Rosy_Cheeks"):
+        for side in (-1, 1):
+            pp.ellipse(side * 0.55, 0.3, 0.18, 0.13, fill=(235, 70, 95, 120))
+    if a.get("Bags_Under_Eyes"):
+        for side in (-1, 1):
+            t = np.linspace(0.1 * np.pi, 0.9 * np.pi, 10)
+            arc = np.stack([side * ex + 0.17 * np.cos(t), g.eye_y + 0.04 + 0.08 * np.sin(t)], axis=1)
+            pp.line(arc, fill=(95, 55, 75, 170), width=0.035)
+
+
+def _facial_hair(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, outline: np.ndarray,
+                 rng: np.random.Generator) -> None:
+    if not any(a.get(k) for k in ("5_o_Clock_Shadow", "Goatee", "Mustache", "Sideburns")) and a.get("No_Beard", 1):
+        return
+    hair = look.hair
+    if sum(hair) > 480:  # very light hair: facial hair reads darker
+        hair = _shade(hair, 0.72)
+    lower = outline[(outline[:, 1] > 0.15)]          # right side -> chin -> left side
+    if a.get("5_o_Clock_Shadow"):
+        inner = [(-0.6 * g.fw, 0.2), (-0.4, 0.42), (-0.36, 0.5), (0, 0.45), (0.36, 0.5), (0.4, 0.42),
+                 (0.6 * g.fw, 0.2)]
+        pp.polygon(np.concatenate([lower, inner]), fill=(50, 55, 70, 75))
+        n = 160
+        xs, ys = rng.uniform(-g.fw, g.fw, n), rng.uniform(0.25, g.bottom, n)
+        for x, y in zip(xs, ys, strict=True):
+            if (x / g.fw) ** 2 + (y / g.bottom) ** 2 < 0.9 and not (abs(x) < 0.36 and 0.5 < y < 0.78):
+                pp.ellipse(float(x), float(y), 0.013, 0.013, fill=(35, 35, 40, 200))
+    if a.get("Sideburns"):
+        for side in (-1, 1):
+            x0 = side * g.half_width_at(-0.3)
+            x1 = side * g.half_width_at(0.35)
+            pp.polygon([(x0, -0.45), (x0 - side * 0.2, -0.45), (x1 - side * 0.18, 0.3), (x1, 0.38)], fill=hair)
+    if not a.get("No_Beard", 1):
+        outer = lower * np.array([1.03, 1.0]) + np.array([0.0, 0.06]) * (lower[:, 1:2] > 0.8)
+        inner = [(-0.7 * g.fw, 0.18), (-0.46, 0.45), (-0.4, 0.62), (-0.3, 0.8), (0, 0.86), (0.3, 0.8),
+                 (0.4, 0.62), (0.46, 0.45), (0.7 * g.fw, 0.18)]
+        pp.polygon(np.concatenate([outer, inner]), fill=_shade(hair, 0.95))
+    if a.get("Goatee"):
+        b = g.bottom
+        pp.polygon([(-0.22, 0.74), (0.22, 0.74), (0.2, b - 0.02), (0.1, b + 0.2), (0, b + 0.26),
+                    (-0.1, b + 0.2), (-0.2, b - 0.02)], fill=_shade(hair, 0.75))
+    if a.get("Mustache"):
+        pp.polygon([(-0.38, 0.6), (-0.22, 0.47), (0, 0.5), (0.22, 0.47), (0.38, 0.6), (0.32, 0.63), (0, 0.57),
+                    (-0.32, 0.63)], fill=_shade(hair, 0.8))
+
+
+def _nose(pp: _Painter, a: Mapping[str, int], look: Look) -> None:
+    big = 1.55 if a.get("Big_Nose") else 1.0
+    edge = _rgba(_shade(look.skin, 0.55), 210)
+    w = 0.1 * big
+    pp.line([(-0.06, -0.08), (-w, 0.2)], fill=_rgba(_shade(look.skin, 0.7), 150), width=0.03)
+    pp.polygon([(0.04, -0.08), (0.08, -0.08), (w + 0.02, 0.22), (w - 0.02, 0.22)], fill=(255, 255, 255, 60))
+    if a.get("Pointy_Nose"):
+        pp.polygon([(-w, 0.2), (w, 0.2), (0, 0.42 + 0.04 * big)], fill=_shade(look.skin, 0.93), outline=edge,
+                   width=0.025)
+    else:
+        pp.ellipse(0, 0.28, w + 0.03, 0.09 * big, fill=_shade(look.skin, 0.93), outline=edge, width=0.025)
+    for side in (-1, 1):
+        pp.ellipse(side * (w * 0.75), 0.33, 0.045 * big, 0.028 * big, fill=_rgba(_shade(look.skin, 0.35), 230))
+
+
+def _eyes(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rng: np.random.Generator) -> None:
+    ry = 0.035 if a.get("Narrow_Eyes") else 0.085
+    makeup = bool(a.get("Heavy_Makeup"))
+    shadow = _SHADOWS[int(rng.integers(len(_SHADOWS)))]
+    brow = _mix(look.hair, (55, 40, 30), 0.45 if sum(look.hair) > 360 else 0.1)
+    for side in (-1, 1):
+        x, y = side * g.eye_x, g.eye_y
+        if makeup:
+            pp.ellipse(x, y - 0.08, 0.24, 0.13, fill=_rgba(shadow, 190))
+        pp.ellipse(x, y, 0.17, ry, fill=(245, 245, 240))
+        pp.ellipse(x, y, 0.075, min(0.075, ry), fill=look.eyes)
+        pp.ellipse(x, y, 0.035, min(0.035, ry), fill=(10, 10, 10))
+        lid = [(x - 0.18, y + 0.01), (x - 0.09, y - ry), (x + 0.09, y - ry), (x + 0.18, y + 0.01)]
+        pp.line(lid, fill=(25, 20, 20), width=0.05 if makeup else 0.025)
+        if makeup:
+            pp.line([(x + side * 0.17, y), (x + side * 0.25, y - 0.06)], fill=(15, 15, 15), width=0.035)
+        # eyebrows: arched (peaked) or flat, bushy (thick) or thin
+        inner, outer = side * 0.14, side * (g.eye_x + 0.23)
+        mid = (inner + outer) / 2
+        if a.get("Arched_Eyebrows"):
+            path = [(inner, -0.34), (mid, -0.47), (outer, -0.34)]
+        else:
+            path = [(inner, -0.36), (mid, -0.39), (outer, -0.37)]
+        pp.line(path, fill=brow, width=0.12 if a.get("Bushy_Eyebrows") else 0.05)
+
+
+def _mouth(pp: _Painter, a: Mapping[str, int], look: Look, rng: np.random.Generator) -> None:
+    smile, open_ = bool(a.get("Smiling")), bool(a.get("Mouth_Slightly_Open"))
+    big = bool(a.get("Big_Lips"))
+    lip = (_LIPSTICKS[int(rng.integers(len(_LIPSTICKS)))] if a.get("Wearing_Lipstick")
+           else _mix(look.skin, (150, 70, 70), 0.4))
+    y0, mw = 0.66, 0.36 if smile else 0.28
+    lift = 0.1 if smile else 0.0
+    gap = (0.2 if smile else 0.08) if open_ else 0.0
+    thick = 0.085 if big else 0.045
+    xs = np.linspace(-mw, mw, 17)
+    q = 1 - (xs / mw) ** 2
+    mid = y0 - lift * (xs / mw) ** 2
+    bottom = mid + gap * q
+    upper = np.stack([xs, mid - thick * np.sqrt(q) - 0.012], axis=1)
+    lower = np.stack([xs, bottom + thick * 1.2 * np.sqrt(q) + 0.012], axis=1)
+    top_edge, mid_line, bottom_edge = upper, np.stack([xs, mid], axis=1), np.stack([xs, bottom], axis=1)
+    pp.polygon(np.concatenate([top_edge, mid_line[::-1]]), fill=lip)
+    pp.polygon(np.concatenate([bottom_edge, lower[::-1]]), fill=lip)
+    if open_:
+        pp.polygon(np.concatenate([mid_line, bottom_edge[::-1]]), fill=(70, 20, 25))
+        if smile:
+            teeth = np.stack([xs, mid + 0.45 * gap * q], axis=1)
+            pp.polygon(np.concatenate([mid_line, teeth[::-1]]), fill=(250, 250, 245))
+    pp.line(mid_line, fill=(60, 25, 25), width=0.02)
+
+
+def _glasses(pp: _Painter, look: Look, g: _Geometry) -> None:
+    frame = (18, 18, 22)
+    for side in (-1, 1):
+        x = side * g.eye_x
+        if look.round_glasses:
+            pp.ellipse(x, g.eye_y, 0.22, 0.2, fill=(200, 220, 255, 40), outline=frame, width=0.05)
+        else:
+            pp.rounded_rect(x - 0.26, g.eye_y - 0.15, x + 0.26, g.eye_y + 0.15, 0.06, outline=frame, width=0.055,
+                            fill=(200, 220, 255, 40))
+        edge = side * (g.eye_x + (0.22 if look.round_glasses else 0.26))
+        pp.line([(edge, g.eye_y - 0.05), (side * g.half_width_at(-0.1), -0.1)], fill=frame, width=0.045)
+    inner = g.eye_x - (0.22 if look.round_glasses else 0.26)
+    pp.line([(-inner, g.eye_y - 0.04), (0, g.eye_y - 0.07), (inner, g.eye_y - 0.04)], fill=frame, width=0.045)
+
+
+def _hat(pp: _Painter, scene: Scene, g: _Geometry) -> None:
+    c = scene.accent
+    pp.rounded_rect(-g.fw - 0.12, -g.top - 0.42, g.fw + 0.12, -0.7, 0.25, outline=_shade(c, 0.7), width=0.03,
+                    fill=c)
+    pp.polygon([(-g.fw - 0.12, -0.9), (g.fw + 0.12, -0.9), (g.fw + 0.12, -0.78), (-g.fw - 0.12, -0.78)],
+               fill=_shade(c, 0.6))
+    pp.rounded_rect(-g.fw - 0.38, -0.78, g.fw + 0.38, -0.64, 0.06, outline=_shade(c, 0.6), width=0.02,
+                    fill=_shade(c, 0.85))
+
+
+def _finish(img: Image.Image, scene: Scene, blurry: bool, rng: np.random.Generator) -> Image.Image:
+    """Blur, lighting and sensor noise on the output-size image."""
+    if blurry:
+        img = img.filter(ImageFilter.GaussianBlur(scene.unit * float(rng.uniform(0.055, 0.08))))
+    elif rng.random() < 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(scene.unit * float(rng.uniform(0.004, 0.012))))
+    w, h = img.size
+    arr = np.asarray(img, dtype=np.float32)
+    ramp = 1 + scene.light_slope * np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
+    arr = ((arr - 128) * scene.contrast + 128) * scene.brightness * ramp
+    arr += rng.standard_normal(arr.shape, dtype=np.float32) * scene.noise
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def render_face(attrs: Mapping[str, int], look: Look, scene: Scene, rng: np.random.Generator) -> Image.Image:
+    """Draw one face. ``attrs`` maps CelebA attribute names to 0/1 (missing = 0, except No_Beard = 1)."""
+    w, h = scene.size
+    s = SUPERSAMPLE
+    pad = int(0.15 * max(w, h)) if scene.angle else 0  # drawn margin, so rotation leaves no empty corners
+    img = Image.new("RGB", ((w + 2 * pad) * s, (h + 2 * pad) * s), scene.background)
+    pp = _Painter(img, ((scene.center[0] + pad) * s, (scene.center[1] + pad) * s), scene.unit * s)
+    g = _geometry(attrs, look)
+
+    _hair_back(pp, attrs, look, g)
+    _body(pp, attrs, look, scene, rng)
+    _ears(pp, attrs, look, g, rng)
+    outline = _face(pp, attrs, look, g)
+    _skin_marks(pp, attrs, look, g, rng)
+    _facial_hair(pp, attrs, look, g, outline, rng)
+    _nose(pp, attrs, look)
+    _eyes(pp, attrs, look, g, rng)
+    _mouth(pp, attrs, look, rng)
+    _hair_front(pp, attrs, look, g)
+    if look.mole is not None:
+        pp.ellipse(look.mole[0], look.mole[1], 0.045, 0.045, fill=(60, 35, 25))
+    if attrs.get("Eyeglasses"):
+        _glasses(pp, look, g)
+    if attrs.get("Wearing_Hat"):
+        _hat(pp, scene, g)
+
+    if scene.angle:
+        img = img.rotate(scene.angle, resample=Image.Resampling.BICUBIC, center=pp.p(0, 0))
+        img = img.crop((pad * s, pad * s, (pad + w) * s, (pad + h) * s))
+    img = img.reduce(s)
+    return _finish(img, scene, bool(attrs.get("Blurry")), rng)

@@ -1,0 +1,93 @@
+"""Image inventory: for every listed image, whether it exists, fully decodes, its size, mode and bytes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+#: A plain file name: no path separators, no "..", no leading dot.
+SAFE_ID = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9]+)?$")
+
+MANIFEST_COLUMNS = ("image_id", "exists", "decodable", "width", "height", "mode", "bytes", "error")
+
+
+def is_safe_id(image_id: str) -> bool:
+    return bool(SAFE_ID.match(image_id))
+
+
+def inspect_image(path: Path) -> tuple[bool, int, int, str, int, str]:
+    """(decodable, width, height, mode, bytes, error) after a full decode; never raises."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return False, -1, -1, "", -1, str(err)
+    try:
+        with Image.open(path) as img:
+            img.load()  # full decode: truncated files fail here, not at open()
+            return True, img.width, img.height, img.mode, size, ""
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return False, -1, -1, "", size, f"{type(err).__name__}: {err}"
+
+
+def inventory_images(images_dir: Path, image_ids: Iterable[str], *, workers: int | None = None,
+                     progress: bool = False) -> pd.DataFrame:
+    """Manifest with one row per listed id (columns ``MANIFEST_COLUMNS``), decoded in parallel threads.
+
+    Ids that are not plain file names are never opened: they get ``exists=False`` and an error.
+    A listed-but-absent image has ``exists=False`` and ``error="absent"``.
+    """
+    ids = [str(i) for i in image_ids]
+    images_dir = Path(images_dir)
+    present = set(os.listdir(images_dir)) if images_dir.is_dir() else set()
+    rows: dict[str, tuple] = {}
+    to_decode: list[str] = []
+    for image_id in ids:
+        if not is_safe_id(image_id):
+            rows[image_id] = (False, False, -1, -1, "", -1, "unsafe id (not a plain file name)")
+        elif image_id not in present:
+            rows[image_id] = (False, False, -1, -1, "", -1, "absent")
+        else:
+            to_decode.append(image_id)
+    results = _decode_all(images_dir, to_decode, workers, progress)
+    for image_id, (ok, w, h, mode, nbytes, err) in zip(to_decode, results, strict=True):
+        rows[image_id] = (True, ok, w, h, mode, nbytes, err)
+    frame = pd.DataFrame([(i, *rows[i]) for i in ids], columns=list(MANIFEST_COLUMNS))
+    return frame.astype({"exists": bool, "decodable": bool, "width": "int64", "height": "int64",
+                         "bytes": "int64", "mode": str, "error": str})
+
+
+def _decode_all(images_dir: Path, ids: list[str], workers: int | None, progress: bool) -> list[tuple]:
+    if not ids:
+        return []
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    paths = [images_dir / i for i in ids]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(inspect_image, paths, chunksize=64)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(paths), desc="inventory", unit="img")
+        return list(results)
+
+
+def summarize_manifest(manifest: pd.DataFrame, examples: int = 5) -> dict[str, object]:
+    """Counts and examples of absent / undecodable / unsafe images, for messages and reports."""
+    absent = manifest[manifest["error"] == "absent"]
+    unsafe = manifest[manifest["error"].str.startswith("unsafe")]
+    broken = manifest[manifest["exists"] & ~manifest["decodable"]]
+    return {
+        "listed": len(manifest),
+        "available": int((manifest["exists"] & manifest["decodable"]).sum()),
+        "absent": len(absent),
+        "absent_examples": absent["image_id"].head(examples).tolist(),
+        "undecodable": len(broken),
+        "undecodable_examples": [f"{r.image_id} ({r.error})" for r in broken.head(examples).itertuples()],
+        "unsafe": len(unsafe),
+        "unsafe_examples": unsafe["image_id"].head(examples).tolist(),
+    }

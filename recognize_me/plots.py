@@ -1,0 +1,66 @@
+"""Matplotlib figures for the reports (Agg backend, written atomically as PNG)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from recognize_me.fileio import write_with  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    write_with(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"), suffix=".png")
+    plt.close(fig)
+    return path
+
+
+def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per model."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, h) in enumerate(sorted(histories.items())):
+        color = f"C{i}"
+        x = np.arange(1, len(h) + 1)
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            if metric in h:
+                ax.plot(x, h[metric], color=color, label=f"{name} train")
+            if f"val_{metric}" in h:
+                ax.plot(x, h[f"val_{metric}"], color=color, linestyle="--", label=f"{name} val")
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def per_attribute_chart(table: pd.DataFrame, path: Path, metric: str = "accuracy") -> Path:
+    """``table``: one row per attribute, one column per model (values of ``metric``)."""
+    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(table)), 4.5))
+    x = np.arange(len(table))
+    for i, col in enumerate(table.columns):
+        ax.plot(x, table[col], marker="o", markersize=3, linewidth=1, label=col, color=f"C{i}")
+    ax.set_xticks(x, table.index, rotation=75, ha="right", fontsize=7)
+    ax.set_ylabel(f"test {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def face_grid(images: Sequence[Path], captions: Sequence[str], path: Path, cols: int = 4) -> Path:
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img_path, caption in zip(axes.ravel(), images, captions, strict=False):
+        with Image.open(img_path) as img:
+            ax.imshow(img.convert("RGB"))
+        ax.set_title(caption, fontsize=7, loc="left", family="monospace")
+    return _save(fig, path)

@@ -1,0 +1,120 @@
+"""The comparative evaluation report of one ``train-all`` run: tables, figures and ``report.html``."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recognize_me import plots
+from recognize_me.fileio import write_json, write_text
+from recognize_me.metrics import majority_predictions, per_attribute_metrics, summarize
+
+LEADERBOARD_COLUMNS = ("model", "status", "mean_accuracy", "mean_balanced_accuracy", "mean_f1", "params",
+                       "train_time_s")
+
+
+@dataclass(frozen=True)
+class Report:
+    html_path: Path
+    leaderboard: list[dict[str, Any]]  # sorted best first; the majority baseline is a row
+    per_attribute: pd.DataFrame  # attribute x model accuracy
+    best_model: str | None
+
+
+def majority_baseline(splits_csv: Path, attributes: tuple[str, ...]) -> tuple[dict[str, Any], pd.DataFrame]:
+    table = pd.read_csv(splits_csv, dtype={"image_id": str})
+    y_train = table.loc[table["split"] == "train", list(attributes)].to_numpy()
+    y_test = table.loc[table["split"] == "test", list(attributes)].to_numpy()
+    metrics = per_attribute_metrics(y_test, majority_predictions(y_train, len(y_test)), attributes)
+    return {"model": "majority_baseline", "status": "baseline", **summarize(metrics), "params": 0,
+            "train_time_s": 0.0}, metrics
+
+
+def leaderboard(outcomes: list[dict[str, Any]], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [{c: o.get(c) for c in LEADERBOARD_COLUMNS} for o in [*outcomes, baseline]]
+    return sorted(rows, key=lambda r: -(r["mean_accuracy"] if r["mean_accuracy"] is not None else -1))
+
+
+def _load_model_outputs(run_dir: Path, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    folder = run_dir / "models" / model
+    per_attr = pd.DataFrame(json.loads((folder / "metrics.json").read_text())["per_attribute"])
+    return per_attr, pd.read_csv(folder / "history.csv")
+
+
+def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: tuple[str, ...],
+                 outcomes: list[dict[str, Any]], notes: list[str] | None = None) -> Report:
+    """Write figures and ``report.html`` into ``run_dir``; failed models appear as failed rows."""
+    baseline, base_attr = majority_baseline(splits_csv, attributes)
+    board = leaderboard(outcomes, baseline)
+    done = [o["model"] for o in outcomes if o.get("status") == "completed"]
+    per_attr = {m: _load_model_outputs(run_dir, m) for m in done}
+    acc = pd.DataFrame({m: t.set_index("attribute")["accuracy"] for m, (t, _) in per_attr.items()}
+                       | {"majority_baseline": base_attr.set_index("attribute")["accuracy"]})
+    figures = {}
+    if done:
+        figures["Training curves"] = plots.training_curves({m: h for m, (_, h) in per_attr.items()},
+                                                           run_dir / "training_curves.png")
+        figures["Per-attribute test accuracy"] = plots.per_attribute_chart(acc, run_dir / "per_attribute.png")
+    best = next((r["model"] for r in board if r["status"] == "completed"), None)
+    if best is not None:
+        figures[f"Test faces, {best}: predicted vs true"] = _best_model_grid(run_dir, best, splits_csv,
+                                                                            images_dir, attributes)
+    write_json(run_dir / "leaderboard.json", board)
+    html_path = write_text(run_dir / "report.html",
+                           render_html(board, per_attr, base_attr, figures, run_dir, notes or []))
+    return Report(html_path=html_path, leaderboard=board, per_attribute=acc, best_model=best)
+
+
+def _best_model_grid(run_dir: Path, model: str, splits_csv: Path, images_dir: Path,
+                     attributes: tuple[str, ...], n: int = 8) -> Path:
+    preds = pd.read_csv(run_dir / "models" / model / "predictions_test.csv", dtype={"image_id": str}).head(n)
+    truth = pd.read_csv(splits_csv, dtype={"image_id": str}).set_index("image_id")
+    metrics = json.loads((run_dir / "models" / model / "metrics.json").read_text())
+    thresholds = np.array([r.get("threshold", 0.5) for r in metrics["per_attribute"]])
+    captions = []
+    for _, row in preds.iterrows():
+        scores = row[list(attributes)].to_numpy(float)
+        predicted = {a for a, s, t in zip(attributes, scores, thresholds, strict=True) if s >= t}
+        true = {a for a in attributes if truth.at[row["image_id"], a] == 1}
+        lines = [f"{'+' if a in true else ' '}{'P' if a in predicted else ' '} {a}" for a in attributes
+                 if a in true | predicted][:12]
+        captions.append(row["image_id"] + "  (+ true, P predicted)\n" + "\n".join(lines))
+    return plots.face_grid([images_dir / i for i in preds["image_id"]], captions, run_dir / "faces_grid.png")
+
+
+def _table_html(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return html.escape("" if v is None else str(v))
+
+
+def render_html(board, per_attr, base_attr, figures: dict[str, Path], run_dir: Path, notes: list[str]) -> str:
+    parts = ["<!doctype html><meta charset='utf-8'><title>recognize-me report</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+             "font-size:13px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style>",
+             f"<h1>recognize-me: run {html.escape(run_dir.name)}</h1>", "<h2>Leaderboard (test split)</h2>",
+             _table_html(board)]
+    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
+    for title, path in figures.items():
+        parts.append(f"<h2>{html.escape(title)}</h2><img src='{html.escape(path.name)}' alt='{html.escape(title)}'>")
+    parts.append("<h2>Per-attribute metrics</h2>")
+    for model, (table, _) in per_attr.items():
+        parts.append(f"<h3>{html.escape(model)}</h3>" + _table_html(table.to_dict(orient="records")))
+    parts.append("<h3>majority_baseline</h3>" + _table_html(base_attr.to_dict(orient="records")))
+    return "\n".join(parts)

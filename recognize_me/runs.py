@@ -1,0 +1,56 @@
+"""Run folders and data fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recognize_me import __version__
+
+
+def new_run_name(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def create_run_dir(output_root: Path, run_name: str | None) -> Path:
+    """A fresh folder per run; an explicit ``run_name`` reuses its folder (that is how a rerun resumes).
+
+    Generated names are created with ``exist_ok=False``, so two runs never share a folder.
+    """
+    root = Path(output_root)
+    root.mkdir(parents=True, exist_ok=True)
+    if run_name is not None:
+        path = root / run_name
+        path.mkdir(exist_ok=True)
+        return path.resolve()
+    while True:
+        path = root / new_run_name()
+        try:
+            path.mkdir()
+            return path.resolve()
+        except FileExistsError:
+            continue
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_fingerprint(files: Iterable[Path | None], config_json: str, extra: Iterable[str] = ()) -> str:
+    """sha256 over the annotation files' contents, the image manifest digest, the config and code version."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(b"\0" if path is None else file_digest(Path(path)).encode())
+    for item in extra:
+        h.update(item.encode())
+    h.update(config_json.encode())
+    h.update(__version__.encode())
+    return h.hexdigest()

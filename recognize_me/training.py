@@ -1,0 +1,200 @@
+"""Train and evaluate one attribute model in its own folder: the body of one parallel training job.
+
+Everything a job needs travels as plain values and file paths (``TrainJob``), so a job can run in any
+process or machine that sees the same files. The model folder ends up holding ``model.keras``,
+``history.csv``, ``metrics.json``, ``config.json`` and ``predictions_test.csv``; every file is written
+atomically. A per-epoch ``backup/`` (Keras ``BackupAndRestore``) lets a rerun resume a killed job.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recognize_me.fileio import write_json, write_with
+
+EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1-based, epochs, logs)
+
+#: Each model trains with base seed + its offset, so models differ but stay reproducible.
+SEED_OFFSETS = {"baseline_cnn": 0, "cnn_scheduled": 1000, "cnn_thresholded": 2000, "resnet": 3000,
+                "vgg16_finetune": 4000}
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    model: str
+    run_dir: Path
+    splits_csv: Path  # image_id, split, one 0/1 column per attribute
+    images_dir: Path
+    attributes: tuple[str, ...]
+    image_size: tuple[int, int] = (64, 64)
+    crop: str = "square"
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 42
+    augment_flip: bool = True
+    vgg_weights: str = "none"
+    threads: int = 1
+    context: dict[str, Any] = field(default_factory=dict)  # resolved config, fingerprint: saved in config.json
+    fault_exit_epoch: int | None = None  # testing only: the process exits hard when this epoch begins
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run_dir) / "models" / self.model
+
+    @property
+    def model_seed(self) -> int:
+        return self.seed + SEED_OFFSETS.get(self.model, 9000)
+
+
+def configure_tensorflow(threads: int, seed: int) -> None:
+    """Per-process TF setup: thread pools sized to share the cores, seeds, deterministic ops."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:
+        pass  # a reused worker process already initialised TF with the same settings
+    tf.config.experimental.enable_op_determinism()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+
+
+def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str, ...]) -> dict[str, tuple]:
+    table = pd.read_csv(splits_csv, dtype={"image_id": str})
+    out = {}
+    for name in ("train", "val", "test"):
+        rows = table[table["split"] == name]
+        paths = [str(Path(images_dir) / i) for i in rows["image_id"]]
+        out[name] = (paths, rows[list(attributes)].to_numpy(np.float32), rows["image_id"].tolist())
+    return out
+
+
+def positive_weights(y_train: np.ndarray, cap: float = 10.0) -> list[float]:
+    """neg/pos ratio per attribute, clipped to [1, cap]: rare positives count more in the loss."""
+    pos = y_train.mean(0)
+    return np.clip((1 - pos) / np.maximum(pos, 1e-6), 1.0, cap).round(4).tolist()
+
+
+def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: EpochHook | None,
+               spec) -> list:
+    import keras
+
+    from recognize_me.training_callbacks import EpochReporter, FaultInjector
+
+    cbs = [keras.callbacks.BackupAndRestore(str(job.out_dir / "backup" / f"phase{phase}")),
+           keras.callbacks.CSVLogger(str(job.out_dir / f"history.phase{phase}.partial.csv"), append=True)]
+    if on_epoch is not None:
+        cbs.append(EpochReporter(job.model, epochs, on_epoch, offset=offset))
+    if job.fault_exit_epoch is not None:
+        cbs.append(FaultInjector(job.fault_exit_epoch))
+    return cbs + list(spec.callbacks(_options(job)))
+
+
+def _options(job: TrainJob):
+    from recognize_me.models import BuildOptions
+
+    return BuildOptions(learning_rate=job.learning_rate, vgg_weights=job.vgg_weights, seed=job.model_seed)
+
+
+def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
+    if not two_phase:
+        return [epochs]
+    first = max(1, epochs // 2)
+    return [first, epochs - first] if epochs > first else [first]
+
+
+def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any]:
+    """Train ``job.model``, evaluate it on val and test, and write its folder. Returns the summary."""
+
+    from recognize_me.dataset import make_dataset
+    from recognize_me.metrics import binarize, per_attribute_metrics, summarize
+    from recognize_me.models import get_model_spec, with_positive_weights
+    from recognize_me.thresholds import choose_thresholds
+
+    start = time.perf_counter()
+    configure_tensorflow(job.threads, job.model_seed)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    spec = get_model_spec(job.model)
+    data = load_split_labels(job.splits_csv, job.images_dir, job.attributes)
+    common = dict(image_size=job.image_size, crop=job.crop, batch_size=job.batch_size)
+    train_ds = make_dataset(data["train"][0], data["train"][1], shuffle=True, augment_flip=job.augment_flip,
+                            seed=job.model_seed, **common)
+    val_ds = make_dataset(data["val"][0], data["val"][1], **common)
+    model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
+    if spec.class_weighted_loss:
+        model = with_positive_weights(model, positive_weights(data["train"][1]), job.learning_rate)
+    histories = []
+    phases = _phase_epochs(job.epochs, spec.fine_tune is not None)
+    for phase, epochs in enumerate(phases, start=1):
+        if phase == 2:
+            model = spec.fine_tune(model, _options(job))
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+                  callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec))
+        histories.append(pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv").assign(phase=phase))
+    train_time = time.perf_counter() - start
+
+    val_scores = model.predict(val_ds, verbose=0)
+    test_ds = make_dataset(data["test"][0], data["test"][1], **common)
+    test_scores = model.predict(test_ds, verbose=0)
+    y_val, y_test = data["val"][1], data["test"][1]
+    names = list(job.attributes)
+    thresholds = (choose_thresholds(y_val, val_scores) if spec.tune_thresholds
+                  else np.full(len(names), 0.5))
+    at_half = per_attribute_metrics(y_test, binarize(test_scores, 0.5), names)
+    tuned = per_attribute_metrics(y_test, binarize(test_scores, thresholds), names).assign(threshold=thresholds)
+    summary = {
+        "model": job.model, "status": "completed", "description": spec.description,
+        "params": int(model.count_params()), "train_time_s": round(train_time, 2),
+        "epochs_run": int(sum(len(h) for h in histories)), "seed": job.model_seed,
+        "test_images": len(y_test), **summarize(tuned),
+        "at_threshold_0_5": summarize(at_half), "per_attribute": tuned.to_dict(orient="records"),
+    }
+    _write_outputs(job, model, histories, summary, test_scores, data["test"][2])
+    return summary
+
+
+def _write_outputs(job: TrainJob, model, histories: list[pd.DataFrame], summary: dict[str, Any],
+                   test_scores: np.ndarray, test_ids: list[str]) -> None:
+    out = job.out_dir
+    history = pd.concat(histories, ignore_index=True)
+    write_with(out / "history.csv", lambda p: history.to_csv(p, index=False))
+    preds = pd.DataFrame(test_scores, columns=list(job.attributes)).round(5)
+    preds.insert(0, "image_id", test_ids)
+    write_with(out / "predictions_test.csv", lambda p: preds.to_csv(p, index=False))
+    write_json(out / "config.json", {"model": job.model, "job": _job_dict(job), **job.context,
+                                     "package_versions": package_versions()})
+    write_json(out / "metrics.json", summary)
+    write_with(out / "model.keras", lambda p: model.save(p), suffix=".keras")  # last: marks completion
+    for partial in out.glob("history.phase*.partial.csv"):
+        partial.unlink()
+
+
+def _job_dict(job: TrainJob) -> dict[str, Any]:
+    d = asdict(job)
+    d.pop("context")
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("recognize-me", "tensorflow-cpu", "tensorflow", "keras", "prefect", "great-expectations",
+                "pandas", "numpy", "pillow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    out["python"] = platform.python_version()
+    return out

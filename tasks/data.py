@@ -1,0 +1,87 @@
+"""Tasks that ingest, check and split the CelebA data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from recognize_me.celeba_files import CelebaFormatError, CelebaTables
+from recognize_me.check_report import CheckReport, DataCheckError, raise_on_critical
+from recognize_me.config import PipelineConfig
+from recognize_me.fileio import write_with
+from recognize_me.inventory import summarize_manifest
+from recognize_me.runs import create_run_dir, data_fingerprint
+from recognize_me.splits import make_splits, split_counts
+from recognize_me.validation import check_tables, inventory_tables, load_tables
+
+CHECKS_KEY = "data-checks"
+
+
+@task(name="create-run-folder")
+def create_run_folder(config: PipelineConfig) -> Path:
+    run_dir = create_run_dir(config.output_root, config.run_name)
+    get_run_logger().info("run folder %s", run_dir)
+    return run_dir
+
+
+@task(name="ingest-celeba")
+def ingest_celeba(config: PipelineConfig) -> CelebaTables:
+    try:
+        tables = load_tables(config)
+    except CelebaFormatError as err:
+        create_markdown_artifact(f"# Data checks failed\n\nThe files could not be read:\n\n> {err}\n",
+                                 key=CHECKS_KEY, description="data checks: FAILED (unreadable file)")
+        raise
+    get_run_logger().info("read %d attribute rows (%s encoding) from %s", len(tables.attributes.frame),
+                          tables.attributes.encoding, tables.paths.attr_file)
+    return tables
+
+
+@task(name="inventory-images")
+def inventory(tables: CelebaTables) -> pd.DataFrame:
+    manifest = inventory_tables(tables)
+    get_run_logger().info("image inventory: %s", summarize_manifest(manifest))
+    return manifest
+
+
+@task(name="check-data")
+def check_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame, run_dir: Path) -> CheckReport:
+    report = check_tables(config, tables, manifest, docs_dir=run_dir / "data_docs")
+    status = "passed" if report.success else "FAILED"
+    create_markdown_artifact(report.to_markdown(), key=CHECKS_KEY, description=f"data checks: {status}")
+    if report.data_docs_index is not None:
+        create_link_artifact(report.data_docs_index.resolve().as_uri(), link_text="Great Expectations Data Docs",
+                             key="data-docs")
+    logger = get_run_logger()
+    for failure in report.warnings:
+        logger.warning("data check warning: %s %s: %s", failure.expectation, failure.column, failure.observed)
+    try:
+        raise_on_critical(report)
+    except DataCheckError:
+        logger.error("critical data check failures; no model will be built:\n%s", report.to_markdown())
+        raise
+    return report
+
+
+@task(name="split-data")
+def split_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame, run_dir: Path) -> Path:
+    """Seeded splits of the available images, written with their labels to ``splits.csv``."""
+    available = manifest.loc[manifest["exists"] & manifest["decodable"], "image_id"]
+    splits = make_splits(available, seed=config.seed, fractions=config.split_fractions,
+                         partition=tables.partition, identity=tables.identity,
+                         use_official=config.use_official_partition, limit=config.limit_images)
+    table = splits.merge(tables.attributes.frame, on="image_id", how="left")
+    path = write_with(run_dir / "splits.csv", lambda p: table.to_csv(p, index=False))
+    get_run_logger().info("splits %s -> %s", split_counts(splits), path)
+    return path
+
+
+@task(name="fingerprint-data")
+def fingerprint(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame) -> str:
+    manifest_digest = pd.util.hash_pandas_object(manifest, index=False).sum()
+    p = tables.paths
+    return data_fingerprint([p.attr_file, p.partition_file, p.identity_file], config.fingerprint_json(),
+                            extra=[str(manifest_digest)])

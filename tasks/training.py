@@ -1,0 +1,59 @@
+"""The training task: one model, run in its own worker process by the flow's task runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from recognize_me.training import TrainJob, train_one
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return f"{prefix}-{name}".lower().replace("_", "-")
+
+
+@task(name="train-model", task_run_name="train-{job.model}")
+def train_model(job: TrainJob) -> dict[str, Any]:
+    logger = get_run_logger()
+    progress_id = create_progress_artifact(0.0, key=artifact_key("training", job.model),
+                                           description=f"{job.model}: epochs completed")
+
+    def on_epoch(model: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+        logger.info("%s epoch %d/%d: %s", model, epoch, epochs, shown)
+        update_progress_artifact(progress_id, 100.0 * epoch / epochs)
+
+    summary = train_one(job, on_epoch=on_epoch)
+    update_progress_artifact(progress_id, 100.0)
+    logger.info("%s: mean test accuracy %.4f in %.1f s", job.model, summary["mean_accuracy"],
+                summary["train_time_s"])
+    return {k: v for k, v in summary.items() if k != "per_attribute"}
+
+
+def collect_outcome(future: Any, job: TrainJob) -> dict[str, Any]:
+    """The job's summary, or a ``failed`` row when its process died or it raised after its retry.
+
+    A worker that dies hard never reports its task run's end, so the run is marked Crashed here.
+    """
+    try:
+        return future.result()
+    except BaseException as err:  # noqa: BLE001 - one model failing must not stop the others
+        message = f"{type(err).__name__}: {err}"
+        get_run_logger().error("%s failed: %s", job.model, message)
+        _mark_crashed(getattr(future, "task_run_id", None), message)
+        return {"model": job.model, "status": "failed", "error": message}
+
+
+def _mark_crashed(task_run_id: Any, message: str) -> None:
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    if task_run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        run = client.read_task_run(task_run_id)
+        if run.state is None or not run.state.is_final():
+            client.set_task_run_state(task_run_id, Crashed(message=message), force=True)
