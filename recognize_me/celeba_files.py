@@ -89,7 +89,9 @@ def read_attribute_file(path: Path | str) -> AttributeTable:
             frame = pd.read_csv(path, sep=r"\s+", header=None, skiprows=header_lines,
                                 names=["image_id", *names], dtype={"image_id": str}, engine="c")
         except pd.errors.ParserError as err:
-            raise _tokenizer_error(path, err, header_lines) from err
+            # pandas' line number already counts the skipped count and header lines
+            raise _tokenizer_error(path, err, 0) from err
+    _check_no_implicit_index(path, frame, header_lines)
     names = [c for c in frame.columns if c != "image_id"]
     _check_complete_rows(path, frame, names, header_lines)
     values, encoding = _to_binary(path, frame[names], header_lines)
@@ -98,10 +100,15 @@ def read_attribute_file(path: Path | str) -> AttributeTable:
 
 
 def _read_attr_csv(path: Path) -> pd.DataFrame:
+    raw = [c.strip() for c in _head_lines(path, 1)[0].split(",")]
+    dupes = sorted({c for c in raw if c and raw.count(c) > 1})
+    if dupes:  # checked before pandas renames repeats to "Male.1"
+        raise CelebaFormatError(f"{path}: header repeats attribute(s) {dupes}")
     try:
         frame = pd.read_csv(path, dtype={"image_id": str}, skipinitialspace=True)
     except pd.errors.ParserError as err:
         raise _tokenizer_error(path, err, 0) from err
+    _check_no_implicit_index(path, frame, 1)
     frame.columns = [str(c).strip() for c in frame.columns]
     frame = frame.drop(columns=[c for c in frame.columns if c.startswith("Unnamed:")])
     if "image_id" not in frame.columns:
@@ -109,6 +116,17 @@ def _read_attr_csv(path: Path) -> pd.DataFrame:
                                 f"(columns: {list(frame.columns)[:5]}...)")
     _check_header(path, [c for c in frame.columns if c != "image_id"])
     return frame
+
+
+def _check_no_implicit_index(path: Path, frame: pd.DataFrame, header_lines: int) -> None:
+    """pandas silently turns the leading value(s) into the index when the first data row has more values
+    than the header names (the other rows then look one value short): report that row instead."""
+    if not isinstance(frame.index, pd.RangeIndex):
+        line = _head_lines(path, header_lines + 1)[-1]
+        saw = len(line.split(",") if _is_csv(line) else line.split())
+        raise CelebaFormatError(
+            f"{path}: line {header_lines + 1} has {saw} values, expected {len(frame.columns)} "
+            f"(an image id and one value per attribute)")
 
 
 def _check_header(path: Path, names: list[str]) -> None:

@@ -257,17 +257,29 @@ def _map_observed(result: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
 
 def _examples(result: Mapping[str, Any], frame: pd.DataFrame, column: str | None,
               index_column: str | None) -> list[str]:
-    """Offending rows as "<image id>: <value>" (or just the id), else the offending values."""
+    """Offending rows as "<image id>: <value>" (just the id for flags and nulls), else the values."""
     rows = [i for i in result.get("partial_unexpected_index_list") or [] if isinstance(i, int)]
-    if rows and index_column in frame.columns:
-        values = []
-        for i in rows:
-            ident, value = frame.at[i, index_column], frame.at[i, column] if column in frame.columns else None
-            values.append(str(ident) if column == index_column or isinstance(value, bool | np.bool_)
-                          or value is None else f"{ident}: {value}")
-    else:
-        values = [str(v) for v in result.get("partial_unexpected_list") or []]
+    if not rows or index_column not in frame.columns:
+        return list(dict.fromkeys(str(v) for v in result.get("partial_unexpected_list") or []))
+    values = []
+    for i in rows:
+        ident = frame.at[i, index_column]
+        ident = f"row {i}" if _missing(ident) else str(ident)
+        value = frame.at[i, column] if column in frame.columns and column != index_column else None
+        flag = isinstance(value, bool | np.bool_)
+        values.append(ident if flag or _missing(value) else f"{ident}: {value}")
     return list(dict.fromkeys(values))  # unique, in order
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # array-like values
+        return False
+
+
+def _num(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _aggregate_observed(result: Mapping[str, Any], kwargs: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -277,10 +289,10 @@ def _aggregate_observed(result: Mapping[str, Any], kwargs: Mapping[str, Any]) ->
         text = "; ".join(part for part in (f"missing {missing}" if missing else "",
                                            f"unexpected {unexpected}" if unexpected else "") if part)
         return text, [f"missing {c}" for c in missing] + [f"unexpected {c}" for c in unexpected]
-    observed = f"observed {result.get('observed_value')}"
+    observed = f"observed {_num(result.get('observed_value'))}"
     if "value" in kwargs:
-        return f"{observed}, expected {kwargs['value']}", []
-    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        return f"{observed}, expected {_num(kwargs['value'])}", []
+    low, high = _num(kwargs.get("min_value")), _num(kwargs.get("max_value"))
     bound = (f"between {low} and {high}" if low is not None and high is not None
              else f">= {low}" if low is not None else f"<= {high}" if high is not None else "")
     return (f"{observed}, expected {bound}" if bound else observed), []

@@ -163,25 +163,25 @@ def photo_scene(rng: np.random.Generator) -> Scene:
 # --------------------------------------------------------------------------------------------- drawing
 
 class _Painter:
-    """ImageDraw in face units (alpha-blended fills allowed on the RGB canvas)."""
+    """ImageDraw in face units, rotated about the face origin (alpha-blended fills on the RGB canvas).
 
-    def __init__(self, img: Image.Image, center: Point, unit: float):
+    Rotating the geometry instead of the raster keeps edges sharp and costs nothing, so ellipses
+    and rounded rectangles are drawn as polygons.
+    """
+
+    def __init__(self, img: Image.Image, center: Point, unit: float, angle: float = 0.0):
         self.draw = ImageDraw.Draw(img, "RGBA")
-        self.cx, self.cy = center
+        self.center = np.asarray(center, dtype=float)
+        rad = np.deg2rad(angle)  # counter-clockwise on screen (y points down)
+        self.m = unit * np.array([[np.cos(rad), np.sin(rad)], [-np.sin(rad), np.cos(rad)]])
         self.u = unit
 
-    def p(self, x: float, y: float) -> Point:
-        return (self.cx + x * self.u, self.cy + y * self.u)
-
-    def pts(self, points: Sequence[Point] | np.ndarray) -> list[Point]:
-        return [self.p(float(x), float(y)) for x, y in points]
+    def pts(self, points: Sequence[Point] | np.ndarray) -> list[tuple[float, float]]:
+        xy = np.asarray(points, dtype=float).reshape(-1, 2) @ self.m.T + self.center
+        return [tuple(p) for p in xy.tolist()]
 
     def w(self, width: float) -> int:
         return max(1, int(round(width * self.u)))
-
-    def ellipse(self, x: float, y: float, rx: float, ry: float, fill=None, outline=None, width: float = 0.0):
-        self.draw.ellipse([self.p(x - rx, y - ry), self.p(x + rx, y + ry)], fill=fill, outline=outline,
-                          width=self.w(width) if outline is not None else 0)
 
     def polygon(self, points: Sequence[Point] | np.ndarray, fill=None, outline=None, width: float = 0.0):
         self.draw.polygon(self.pts(points), fill=fill, outline=outline,
@@ -190,10 +190,32 @@ class _Painter:
     def line(self, points: Sequence[Point] | np.ndarray, fill, width: float):
         self.draw.line(self.pts(points), fill=fill, width=self.w(width), joint="curve")
 
+    def ellipse(self, x: float, y: float, rx: float, ry: float, fill=None, outline=None, width: float = 0.0):
+        n = min(48, max(8, int(max(rx, ry) * self.u * 0.8)))
+        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        ring = np.stack([x + rx * np.cos(t), y + ry * np.sin(t)], axis=1)
+        if fill is not None:
+            self.polygon(ring, fill=fill)
+        if outline is not None:
+            self.line(np.concatenate([ring, ring[:2]]), fill=outline, width=width)
+
     def rounded_rect(self, x0: float, y0: float, x1: float, y1: float, radius: float, outline, width: float,
                      fill=None):
-        self.draw.rounded_rectangle([self.p(x0, y0), self.p(x1, y1)], radius=radius * self.u, fill=fill,
-                                    outline=outline, width=self.w(width))
+        t = np.linspace(0, np.pi / 2, 6)
+        arc = np.stack([np.cos(t), np.sin(t)], axis=1) * radius
+        corners = [((x1 - radius, y1 - radius), 0), ((x0 + radius, y1 - radius), 1),
+                   ((x0 + radius, y0 + radius), 2), ((x1 - radius, y0 + radius), 3)]
+        ring = np.concatenate([np.asarray(c) + _rot90(arc, k) for c, k in corners])
+        if fill is not None:
+            self.polygon(ring, fill=fill)
+        self.line(np.concatenate([ring, ring[:2]]), fill=outline, width=width)
+
+
+def _rot90(points: np.ndarray, k: int) -> np.ndarray:
+    """Rotate points by k quarter turns (x -> y -> -x, screen coordinates)."""
+    for _ in range(k):
+        points = np.stack([-points[:, 1], points[:, 0]], axis=1)
+    return points
 
 
 @dataclass(frozen=True)
@@ -520,6 +542,13 @@ def _hat(pp: _Painter, scene: Scene, g: _Geometry) -> None:
                     fill=_shade(c, 0.85))
 
 
+def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Unit-variance, roughly Gaussian noise (sum of two uniform bytes): 5x faster than normal()."""
+    size = int(np.prod(shape))
+    a = np.frombuffer(rng.bytes(2 * size), dtype=np.uint8).astype(np.float32).reshape(2, *shape)
+    return (a[0] + a[1] - 255.0) * np.float32(1 / 104.1)
+
+
 def _finish(img: Image.Image, scene: Scene, blurry: bool, rng: np.random.Generator) -> Image.Image:
     """Blur, lighting and sensor noise on the output-size image."""
     if blurry:
@@ -527,20 +556,22 @@ def _finish(img: Image.Image, scene: Scene, blurry: bool, rng: np.random.Generat
     elif rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(scene.unit * float(rng.uniform(0.004, 0.012))))
     w, h = img.size
-    arr = np.asarray(img, dtype=np.float32)
-    ramp = 1 + scene.light_slope * np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
-    arr = ((arr - 128) * scene.contrast + 128) * scene.brightness * ramp
-    arr += rng.standard_normal(arr.shape, dtype=np.float32) * scene.noise
-    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+    # out = ((in - 128) * contrast + 128) * brightness * ramp + noise, as one multiply-add
+    ramp = scene.brightness * (1 + scene.light_slope * np.linspace(-1, 1, w, dtype=np.float32))[:, None]
+    gain, offset = scene.contrast * ramp, 128 * (1 - scene.contrast) * ramp + 0.5
+    arr = np.asarray(img, dtype=np.float32) * gain
+    arr += offset
+    arr += _noise(rng, arr.shape) * np.float32(scene.noise)
+    np.clip(arr, 0, 255, out=arr)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
 
 
 def render_face(attrs: Mapping[str, int], look: Look, scene: Scene, rng: np.random.Generator) -> Image.Image:
     """Draw one face. ``attrs`` maps CelebA attribute names to 0/1 (missing = 0, except No_Beard = 1)."""
     w, h = scene.size
     s = SUPERSAMPLE
-    pad = int(0.15 * max(w, h)) if scene.angle else 0  # drawn margin, so rotation leaves no empty corners
-    img = Image.new("RGB", ((w + 2 * pad) * s, (h + 2 * pad) * s), scene.background)
-    pp = _Painter(img, ((scene.center[0] + pad) * s, (scene.center[1] + pad) * s), scene.unit * s)
+    img = Image.new("RGB", (w * s, h * s), scene.background)
+    pp = _Painter(img, (scene.center[0] * s, scene.center[1] * s), scene.unit * s, scene.angle)
     g = _geometry(attrs, look)
 
     _hair_back(pp, attrs, look, g)
@@ -560,8 +591,5 @@ def render_face(attrs: Mapping[str, int], look: Look, scene: Scene, rng: np.rand
     if attrs.get("Wearing_Hat"):
         _hat(pp, scene, g)
 
-    if scene.angle:
-        img = img.rotate(scene.angle, resample=Image.Resampling.BICUBIC, center=pp.p(0, 0))
-        img = img.crop((pad * s, pad * s, (pad + w) * s, (pad + h) * s))
     img = img.reduce(s)
     return _finish(img, scene, bool(attrs.get("Blurry")), rng)

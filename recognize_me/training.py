@@ -80,12 +80,6 @@ def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str,
     return out
 
 
-def positive_weights(y_train: np.ndarray, cap: float = 10.0) -> list[float]:
-    """neg/pos ratio per attribute, clipped to [1, cap]: rare positives count more in the loss."""
-    pos = y_train.mean(0)
-    return np.clip((1 - pos) / np.maximum(pos, 1e-6), 1.0, cap).round(4).tolist()
-
-
 def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: EpochHook | None,
                spec) -> list:
     import keras
@@ -119,7 +113,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
 
     from recognize_me.dataset import make_dataset
     from recognize_me.metrics import binarize, per_attribute_metrics, summarize
-    from recognize_me.models import get_model_spec, with_positive_weights
+    from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
     from recognize_me.thresholds import choose_thresholds
 
     start = time.perf_counter()
@@ -133,7 +127,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     val_ds = make_dataset(data["val"][0], data["val"][1], **common)
     model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
     if spec.class_weighted_loss:
-        model = with_positive_weights(model, positive_weights(data["train"][1]), job.learning_rate)
+        model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
     histories = []
     phases = _phase_epochs(job.epochs, spec.fine_tune is not None)
     for phase, epochs in enumerate(phases, start=1):

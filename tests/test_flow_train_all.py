@@ -1,0 +1,70 @@
+"""train-all end to end on tiny synthetic data, under one session-wide Prefect server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recognize_me.config import PipelineConfig
+
+pytestmark = pytest.mark.slow
+
+
+def _config(data: Path, out: Path, **kw) -> PipelineConfig:
+    base = dict(celeba_dir=data, output_root=out, image_size=(32, 32), epochs=2, batch_size=32, seed=7,
+                models=["baseline_cnn"])
+    return PipelineConfig(**(base | kw))
+
+
+def _artifact_keys(flow_run_id=None) -> set[str]:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return {a.key for a in client.read_artifacts() if a.key}
+
+
+def test_parallel_run_survives_a_dead_worker(prefect_server, demo_data, tmp_path):
+    """Three models on two worker processes; one process exits hard at its first epoch every time."""
+    from flows.train_all import train_all
+
+    config = _config(demo_data, tmp_path, models=["baseline_cnn", "cnn_scheduled", "cnn_thresholded"],
+                     fault_injection={"baseline_cnn": 0}, n_workers=2)
+    report = Path(train_all(config=config))
+    run_dir = report.parent
+    assert report.name == "report.html" and report.stat().st_size > 1000
+    board = {row["model"]: row for row in json.loads((run_dir / "leaderboard.json").read_text())}
+    assert board["baseline_cnn"]["status"] == "failed"
+    assert board["cnn_scheduled"]["status"] == board["cnn_thresholded"]["status"] == "completed"
+    assert board["majority_baseline"]["status"] == "baseline"
+    for name in ("cnn_scheduled", "cnn_thresholded"):
+        folder = run_dir / "models" / name
+        for f in ("model.keras", "metrics.json", "history.csv", "config.json", "predictions_test.csv"):
+            assert (folder / f).is_file(), f"{name}/{f} missing"
+        saved = json.loads((folder / "config.json").read_text())
+        assert saved["data_fingerprint"] and saved["pipeline_config"]["seed"] == 7
+        assert len((folder / "history.csv").read_text().splitlines()) >= 2
+    assert not (run_dir / "models" / "baseline_cnn" / "model.keras").exists()
+    assert "baseline_cnn" in report.read_text() and "failed" in report.read_text()
+    assert (run_dir / "data_docs").is_dir()
+    keys = _artifact_keys()
+    assert {"leaderboard", "data-checks", "report", "training-cnn-scheduled"} <= keys
+
+
+def test_bad_attribute_value_stops_before_any_model(prefect_server, demo_data, tmp_path):
+    from flows.train_all import train_all
+    from recognize_me.check_report import DataCheckError
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    lines = (demo_data / "list_attr_celeba.txt").read_bytes().split(b"\r\n")
+    lines[5] = lines[5][:-2] + b" 2"  # last attribute of the 4th image becomes 2
+    (bad / "list_attr_celeba.txt").write_bytes(b"\r\n".join(lines))
+    (bad / "list_eval_partition.txt").write_bytes((demo_data / "list_eval_partition.txt").read_bytes())
+    config = _config(bad, tmp_path / "out", images_dir=demo_data / "img_align_celeba")
+    with pytest.raises(DataCheckError) as info:
+        train_all(config=config)
+    assert "000004.jpg" in str(info.value)
+    run_dirs = list((tmp_path / "out").iterdir())
+    assert len(run_dirs) == 1 and not (run_dirs[0] / "models").exists()
