@@ -27,6 +27,9 @@ test-fast: install  ## unit tests only
 lint: install
 	$(BIN)/ruff check .
 
+serve: install  ## local Prefect server on 127.0.0.1:4200 (if none answers) + the prefect.yaml deployments
+	$(BIN)/python -m deployments.serve
+
 lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^recognize' > constraints.txt
 

@@ -7,13 +7,22 @@ from prefect import flow
 from flows.train_models import run_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
-from tasks.data import check_data, create_run_folder, fingerprint, ingest_celeba, inventory, split_data
+from tasks.data import (
+    check_data,
+    create_run_folder,
+    ensure_demo_data,
+    fingerprint,
+    ingest_celeba,
+    inventory,
+    split_data,
+)
 from tasks.reporting import publish_report
 
 
 @flow(name="train-all", log_prints=True)
 def train_all(config: PipelineConfig) -> str:
     run_dir = create_run_folder(config)
+    ensure_demo_data(config)
     tables = ingest_celeba(config)
     manifest = inventory(tables)
     check_data(config, tables, manifest, run_dir)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
 from recognize_me.config import ALL_MODELS, PipelineConfig
 
 DEMO_DIR = Path("demo-data")
@@ -52,7 +53,8 @@ def config_from_args(args: argparse.Namespace, **defaults: Any) -> PipelineConfi
     for name in PipelineConfig.model_fields:
         v = getattr(args, name, None)
         if v is not None:
-            values[name] = v[0] if name == "attributes" and len(v) == 1 else v
+            # one word after --attributes is a preset name, unless it is a single attribute name
+            values[name] = v[0] if name == "attributes" and len(v) == 1 and v[0] not in CELEBA_ATTRIBUTES else v
     return PipelineConfig.model_validate(values)
 
 

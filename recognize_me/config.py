@@ -29,6 +29,8 @@ class PipelineConfig(BaseModel):
     images_dir: Path | None = Field(None, description="Image folder; default: celeba_dir/img_align_celeba.")
     me_dir: Path | None = Field(None, description="Folder of the user's own photos.")
     others_dir: Path | None = Field(None, description="Folder of photos of other people (optional).")
+    generate_demo_data: bool = Field(False, description="Write synthetic demo data into celeba_dir first "
+                                     "when it holds no attribute file (the train-all/demo deployment).")
     attributes: str | list[str] = Field("all40", description="Preset (all40, reliable32) or attribute names.")
     limit_images: int | None = Field(None, ge=1, description="Use at most this many available images "
                                      "(seeded sample, kept per split); None = all.")

@@ -97,14 +97,14 @@ def sample_attributes(n: int, rng: np.random.Generator, identities: np.ndarray |
     male = chance(.42, k)
     young = chance(np.where(male, .65, .86), k)
     pale = chance(np.where(male, .013, .065), k)
-    bald = male & chance(np.where(young, .03, .09), k)
-    gray = ~bald & chance(np.where(young, .008, .16), k)
+    bald = male & chance(np.where(young, .025, .08), k)
+    gray = ~bald & chance(np.where(young, .008, .17), k)
     coloured = ~bald & ~gray
-    blond_p = np.where(male, .03, .26)
+    blond_p = np.where(male, .03, .24)
     r = rng.random(k)
-    black = coloured & (r < .256)
-    blond = coloured & (r >= .256) & (r < .256 + blond_p)
-    brown = coloured & (r >= .256 + blond_p) & (r < .481 + blond_p)
+    black = coloured & (r < .27)
+    blond = coloured & (r >= .27) & (r < .27 + blond_p)
+    brown = coloured & (r >= .27 + blond_p) & (r < .495 + blond_p)
     chubby = chance(np.where(male, np.where(young, .06, .2), np.where(young, .02, .06)), k)
     person_labels = {
         "Male": male, "Young": young, "Pale_Skin": pale, "Bald": bald, "Gray_Hair": gray,
@@ -191,12 +191,13 @@ def assign_partitions(persons: np.ndarray, rng: np.random.Generator,
 
 # --------------------------------------------------------------------------------------------- "me"
 
-#: The one person in ``me/``: auburn wavy hair, green eyes, round dark glasses, a goatee and a mole
-#: on the right cheek (image left) -- a combination the random "others" practically never share.
-ME_LOOK = Look(skin=(226, 176, 142), hair=(150, 62, 32), eyes=(60, 140, 80), long_hair=False, width=1.02,
+#: The one person in ``me/``: a young man with shoulder-length wavy auburn hair, bushy brows, green
+#: eyes, round dark glasses and a mole on his right cheek (image left) -- a combination the random
+#: "others" practically never share (only 6 % of men have long hair, none has the mole).
+ME_LOOK = Look(skin=(226, 176, 142), hair=(150, 62, 32), eyes=(60, 140, 80), long_hair=True, width=1.02,
                eye_spacing=0.41, round_glasses=True, mole=(-0.5, 0.42))
 ME_ATTRIBUTES: dict[str, int] = {"Male": 1, "Young": 1, "Attractive": 1, "Eyeglasses": 1, "Wavy_Hair": 1,
-                                 "Bushy_Eyebrows": 1, "Goatee": 1, "No_Beard": 1, "Pointy_Nose": 1}
+                                 "Bushy_Eyebrows": 1, "No_Beard": 1, "Pointy_Nose": 1}
 
 
 def me_attributes(rng: np.random.Generator) -> dict[str, int]:

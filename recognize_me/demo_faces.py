@@ -58,6 +58,7 @@ class Scene:
     contrast: float
     noise: float                # std of Gaussian pixel noise (0-255 scale)
     light_slope: float = 0.0    # left-right lighting gradient, fraction of brightness
+    soften: float = 0.0         # slight blur radius in face units (Blurry is ~6x stronger)
 
 
 # --------------------------------------------------------------------------------------------- looks
@@ -98,7 +99,8 @@ def hair_tone(attrs: Mapping[str, int], rng: np.random.Generator) -> RGB:
         return (g, g, min(255, g + 6))
     if attrs.get("Bald"):
         return _mix((60, 54, 50), (150, 145, 140), t)
-    return _mix((128, 50, 26), (182, 86, 44), t)  # auburn .. red: no CelebA hair-colour label
+    # no CelebA hair-colour label: auburn .. red .. strawberry
+    return _mix((128, 50, 26), (182, 86, 44), t) if t < 0.7 else _mix((182, 86, 44), (205, 135, 85), t)
 
 
 def random_look(attrs: Mapping[str, int], rng: np.random.Generator) -> Look:
@@ -137,6 +139,7 @@ def celeba_scene(rng: np.random.Generator, size: tuple[int, int] = (178, 218)) -
         contrast=float(rng.uniform(0.78, 1.15)),
         noise=float(rng.uniform(1.5, 6.0)),
         light_slope=float(rng.uniform(-0.12, 0.12)),
+        soften=float(rng.uniform(0.004, 0.012)) if rng.random() < 0.3 else 0.0,
     )
 
 
@@ -157,6 +160,7 @@ def photo_scene(rng: np.random.Generator) -> Scene:
         contrast=float(rng.uniform(0.7, 1.15)),
         noise=float(rng.uniform(1.0, 5.0)),
         light_slope=float(rng.uniform(-0.2, 0.2)),
+        soften=float(rng.uniform(0.004, 0.012)) if rng.random() < 0.3 else 0.0,
     )
 
 
@@ -247,11 +251,13 @@ class _Geometry:
 
 
 def _geometry(a: Mapping[str, int], look: Look) -> _Geometry:
-    fw = look.width * (1.14 if a.get("Chubby") else 1.0)
+    """Oval: long egg-shaped face; Chubby: wider and squarer; Male: squarer jaw, female: finer chin."""
+    fw = look.width * (1.1 if a.get("Chubby") else 1.0)
+    male = bool(a.get("Male"))
     if a.get("Oval_Face"):
-        return _Geometry(fw, 1.32, 1.45, 2.0, 0.16, look.eye_spacing)
-    power = 3.0 if a.get("Chubby") else 2.5
-    return _Geometry(fw, 1.28, 1.27, power, 0.04, look.eye_spacing)
+        return _Geometry(fw, 1.32, 1.45, 2.2 if male else 2.0, 0.12 if male else 0.18, look.eye_spacing)
+    power = (2.9 if a.get("Chubby") else 2.5) + (0.4 if male else 0.0)
+    return _Geometry(fw, 1.28, 1.27, power, 0.02 if male else 0.08, look.eye_spacing)
 
 
 def _wavy(points: np.ndarray, amplitude: float, freq: float, axis: int) -> np.ndarray:
@@ -331,8 +337,9 @@ def _hair_front(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) ->
 
 def _body(pp: _Painter, a: Mapping[str, int], look: Look, scene: Scene, rng: np.random.Generator) -> None:
     neck = _shade(look.skin, 0.88)
-    pp.polygon([(-0.42, 0.8), (0.42, 0.8), (0.45, 1.8), (-0.45, 1.8)], fill=neck)
-    pp.ellipse(0, 2.95, 2.1, 1.4, fill=scene.clothes)
+    nw = 0.5 if a.get("Male") else 0.4  # men: thicker neck, broader shoulders
+    pp.polygon([(-nw, 0.8), (nw, 0.8), (nw + 0.03, 1.8), (-nw - 0.03, 1.8)], fill=neck)
+    pp.ellipse(0, 2.95, 2.35 if a.get("Male") else 1.95, 1.4, fill=scene.clothes)
     pp.polygon([(-0.44, 1.55), (0.44, 1.55), (0, 1.95)], fill=neck)  # V neckline
     if a.get("Wearing_Necktie"):
         shirt = (238, 238, 235)
@@ -371,47 +378,54 @@ def _face(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) -> np.nd
     outline = g.outline()
     pp.polygon(outline, fill=look.skin)
     # soft shading at the sides and eye sockets: gives the Haar cascade its dark/light bands
-    dark = _rgba(_shade(look.skin, 0.55), 38)
+    dark = _rgba(_shade(look.skin, 0.5), 75)
     for side in (-1, 1):
         pp.ellipse(side * g.eye_x, g.eye_y - 0.05, 0.28, 0.18, fill=dark)
+        pp.ellipse(side * 0.42, 0.18, 0.24, 0.14, fill=(255, 255, 255, 35))
     if a.get("Double_Chin"):
-        pp.ellipse(0, g.bottom + 0.02, 0.46 * g.fw, 0.17, fill=look.skin)
-        t = np.linspace(0.2 * np.pi, 0.8 * np.pi, 16)
-        pp.line(np.stack([0.42 * g.fw * np.cos(t), g.bottom - 0.17 + 0.2 * np.sin(t)], axis=1),
-                fill=_shade(look.skin, 0.7), width=0.035)
+        pp.ellipse(0, g.bottom + 0.04, 0.55 * g.fw, 0.22, fill=look.skin)
+        t = np.linspace(0.15 * np.pi, 0.85 * np.pi, 16)
+        for dy, depth in ((-0.16, 0.2), (0.04, 0.22)):
+            pp.line(np.stack([0.5 * g.fw * np.cos(t), g.bottom + dy + depth * np.sin(t)], axis=1),
+                    fill=_shade(look.skin, 0.6), width=0.045)
     return outline
 
 
 def _skin_marks(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rng: np.random.Generator) -> None:
-    line = _rgba(_shade(look.skin, 0.55), 190)
+    line = _rgba(_shade(look.skin, 0.5), 220)
     ex = g.eye_x
-    if not a.get("Young"):
-        for y in (-0.6, -0.7, -0.8):
-            pp.line([(-0.42, y + 0.02), (0, y - 0.02), (0.42, y + 0.02)], fill=line, width=0.03)
+    if not a.get("Young"):  # wrinkles: forehead, crow's feet, nasolabial folds, jowls
+        for y in (-0.58, -0.7, -0.82):
+            pp.line([(-0.45, y + 0.03), (0, y - 0.02), (0.45, y + 0.03)], fill=line, width=0.045)
         for side in (-1, 1):
             x = side * (ex + 0.24)
-            for dy in (-0.07, 0.0, 0.07):
-                pp.line([(x, g.eye_y + dy * 0.4), (x + side * 0.12, g.eye_y + dy)], fill=line, width=0.025)
-            pp.line([(side * 0.2, 0.32), (side * 0.36, 0.5), (side * 0.4, 0.7)], fill=line, width=0.03)
-    if not a.get("Attractive"):  # blemishes
-        for _ in range(int(rng.integers(5, 10))):
-            x, y = rng.uniform(-0.7, 0.7), rng.uniform(-0.65, 0.5)
-            if abs(y - g.eye_y) < 0.12 and abs(abs(x) - ex) < 0.25:
+            for dy in (-0.08, 0.0, 0.08):
+                pp.line([(x, g.eye_y + dy * 0.4), (x + side * 0.14, g.eye_y + dy)], fill=line, width=0.035)
+            pp.line([(side * 0.2, 0.3), (side * 0.38, 0.5), (side * 0.44, 0.74)], fill=line, width=0.05)
+    if not a.get("Attractive"):  # blotchy skin with spots
+        for _ in range(2):
+            x, y = rng.uniform(-0.6, 0.6), rng.uniform(-0.7, 0.6)
+            pp.ellipse(x, y, 0.16, 0.13, fill=_rgba(_mix(look.skin, (150, 60, 50), 0.6), 60))
+        for _ in range(int(rng.integers(7, 12))):
+            x, y = rng.uniform(-0.72, 0.72), rng.uniform(-0.7, 0.55)
+            if abs(y - g.eye_y) < 0.14 and abs(abs(x) - ex) < 0.26:
                 continue
-            pp.ellipse(x, y, 0.035, 0.035, fill=_rgba(_mix(look.skin, (140, 40, 40), 0.55), 200))
+            pp.ellipse(x, y, 0.05, 0.05, fill=_rgba(_mix(look.skin, (120, 30, 30), 0.6), 220))
     if a.get("High_Cheekbones"):
         for side in (-1, 1):
-            pp.ellipse(side * 0.58, 0.08, 0.2, 0.09, fill=(255, 255, 255, 70))
+            pp.ellipse(side * 0.58, 0.08, 0.2, 0.09, fill=(255, 255, 255, 80))
             pp.line([(side * 0.9, 0.15), (side * 0.6, 0.33), (side * 0.42, 0.42)],
-                    fill=_rgba(_shade(look.skin, 0.6), 150), width=0.04)
+                    fill=_rgba(_shade(look.skin, 0.55), 170), width=0.05)
     if a.get("Rosy_Cheeks"):
         for side in (-1, 1):
-            pp.ellipse(side * 0.55, 0.3, 0.18, 0.13, fill=(235, 70, 95, 120))
-    if a.get("Bags_Under_Eyes"):
+            pp.ellipse(side * 0.55, 0.3, 0.18, 0.13, fill=(235, 70, 95, 130))
+    if a.get("Bags_Under_Eyes"):  # dark, puffy crescents
+        t = np.linspace(0.05 * np.pi, 0.95 * np.pi, 12)
         for side in (-1, 1):
-            t = np.linspace(0.1 * np.pi, 0.9 * np.pi, 10)
-            arc = np.stack([side * ex + 0.17 * np.cos(t), g.eye_y + 0.04 + 0.08 * np.sin(t)], axis=1)
-            pp.line(arc, fill=(95, 55, 75, 170), width=0.035)
+            outer = np.stack([side * ex + 0.2 * np.cos(t), g.eye_y + 0.03 + 0.15 * np.sin(t)], axis=1)
+            inner = np.stack([side * ex + 0.17 * np.cos(t), g.eye_y + 0.03 + 0.06 * np.sin(t)], axis=1)[::-1]
+            pp.polygon(np.concatenate([outer, inner]), fill=(100, 60, 80, 60))
+            pp.line(outer, fill=(90, 50, 70, 200), width=0.04)
 
 
 def _facial_hair(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, outline: np.ndarray,
@@ -437,32 +451,35 @@ def _facial_hair(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, o
             x1 = side * g.half_width_at(0.35)
             pp.polygon([(x0, -0.45), (x0 - side * 0.2, -0.45), (x1 - side * 0.18, 0.3), (x1, 0.38)], fill=hair)
     if not a.get("No_Beard", 1):
-        outer = lower * np.array([1.03, 1.0]) + np.array([0.0, 0.06]) * (lower[:, 1:2] > 0.8)
-        inner = [(-0.7 * g.fw, 0.18), (-0.46, 0.45), (-0.4, 0.62), (-0.3, 0.8), (0, 0.86), (0.3, 0.8),
-                 (0.4, 0.62), (0.46, 0.45), (0.7 * g.fw, 0.18)]
-        pp.polygon(np.concatenate([outer, inner]), fill=_shade(hair, 0.95))
+        jaw = lower[lower[:, 1] > 0.35]
+        outer = jaw * np.array([1.03, 1.0]) + np.array([0.0, 0.06]) * (jaw[:, 1:2] > 0.8)
+        inner = [(-0.8 * g.fw, 0.38), (-0.52, 0.55), (-0.42, 0.72), (-0.3, 0.84), (0, 0.88), (0.3, 0.84),
+                 (0.42, 0.72), (0.52, 0.55), (0.8 * g.fw, 0.38)]
+        pp.polygon(np.concatenate([outer, inner]), fill=_mix(hair, look.skin, 0.15))
     if a.get("Goatee"):
         b = g.bottom
-        pp.polygon([(-0.22, 0.74), (0.22, 0.74), (0.2, b - 0.02), (0.1, b + 0.2), (0, b + 0.26),
-                    (-0.1, b + 0.2), (-0.2, b - 0.02)], fill=_shade(hair, 0.75))
+        pp.polygon([(-0.2, 0.8), (0.2, 0.8), (0.2, b - 0.05), (0.1, b + 0.08), (0, b + 0.11),
+                    (-0.1, b + 0.08), (-0.2, b - 0.05)], fill=_shade(hair, 0.75))
     if a.get("Mustache"):
         pp.polygon([(-0.38, 0.6), (-0.22, 0.47), (0, 0.5), (0.22, 0.47), (0.38, 0.6), (0.32, 0.63), (0, 0.57),
                     (-0.32, 0.63)], fill=_shade(hair, 0.8))
 
 
 def _nose(pp: _Painter, a: Mapping[str, int], look: Look) -> None:
-    big = 1.55 if a.get("Big_Nose") else 1.0
-    edge = _rgba(_shade(look.skin, 0.55), 210)
-    w = 0.1 * big
-    pp.line([(-0.06, -0.08), (-w, 0.2)], fill=_rgba(_shade(look.skin, 0.7), 150), width=0.03)
+    """Bridge shadow and highlight; a sharp triangular tip (Pointy_Nose) or a round bulb; Big_Nose
+    is wider and longer with large dark nostrils."""
+    big = 1.7 if a.get("Big_Nose") else 1.0
+    edge = _rgba(_shade(look.skin, 0.5), 220)
+    w = 0.09 * big
+    pp.line([(-0.06, -0.08), (-w, 0.2)], fill=_rgba(_shade(look.skin, 0.65), 170), width=0.035)
     pp.polygon([(0.04, -0.08), (0.08, -0.08), (w + 0.02, 0.22), (w - 0.02, 0.22)], fill=(255, 255, 255, 60))
     if a.get("Pointy_Nose"):
-        pp.polygon([(-w, 0.2), (w, 0.2), (0, 0.42 + 0.04 * big)], fill=_shade(look.skin, 0.93), outline=edge,
-                   width=0.025)
+        pp.polygon([(-w - 0.02, 0.18), (w + 0.02, 0.18), (0.02, 0.5 + 0.06 * big), (-0.02, 0.5 + 0.06 * big)],
+                   fill=_shade(look.skin, 0.9), outline=edge, width=0.03)
     else:
-        pp.ellipse(0, 0.28, w + 0.03, 0.09 * big, fill=_shade(look.skin, 0.93), outline=edge, width=0.025)
+        pp.ellipse(0, 0.3, w + 0.05, 0.1 * big, fill=_shade(look.skin, 0.9), outline=edge, width=0.03)
     for side in (-1, 1):
-        pp.ellipse(side * (w * 0.75), 0.33, 0.045 * big, 0.028 * big, fill=_rgba(_shade(look.skin, 0.35), 230))
+        pp.ellipse(side * (w * 0.85), 0.36, 0.05 * big, 0.03 * big, fill=_rgba(_shade(look.skin, 0.3), 240))
 
 
 def _eyes(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rng: np.random.Generator) -> None:
@@ -474,47 +491,56 @@ def _eyes(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rng: np.
         x, y = side * g.eye_x, g.eye_y
         if makeup:
             pp.ellipse(x, y - 0.08, 0.24, 0.13, fill=_rgba(shadow, 190))
-        pp.ellipse(x, y, 0.17, ry, fill=(245, 245, 240))
-        pp.ellipse(x, y, 0.075, min(0.075, ry), fill=look.eyes)
+        pp.ellipse(x, y, 0.17, ry, fill=(232, 230, 224))
+        pp.ellipse(x, y, 0.085, min(0.085, ry), fill=look.eyes)
         pp.ellipse(x, y, 0.035, min(0.035, ry), fill=(10, 10, 10))
         lid = [(x - 0.18, y + 0.01), (x - 0.09, y - ry), (x + 0.09, y - ry), (x + 0.18, y + 0.01)]
         pp.line(lid, fill=(25, 20, 20), width=0.05 if makeup else 0.025)
         if makeup:
             pp.line([(x + side * 0.17, y), (x + side * 0.25, y - 0.06)], fill=(15, 15, 15), width=0.035)
+        if not a.get("Male"):  # eyelashes
+            for dx in (0.06, 0.11, 0.16):
+                pp.line([(x + side * dx, y - ry * 0.9), (x + side * (dx + 0.04), y - ry - 0.05)],
+                        fill=(20, 15, 15), width=0.02)
         # eyebrows: arched (peaked) or flat, bushy (thick) or thin
         inner, outer = side * 0.14, side * (g.eye_x + 0.23)
         mid = (inner + outer) / 2
         if a.get("Arched_Eyebrows"):
-            path = [(inner, -0.34), (mid, -0.47), (outer, -0.34)]
+            path = [(inner, -0.34), (mid, -0.52), (outer, -0.3)]
         else:
-            path = [(inner, -0.36), (mid, -0.39), (outer, -0.37)]
-        pp.line(path, fill=brow, width=0.12 if a.get("Bushy_Eyebrows") else 0.05)
+            path = [(inner, -0.37), (mid, -0.39), (outer, -0.37)]
+        pp.line(path, fill=brow, width=(0.12 if a.get("Bushy_Eyebrows") else 0.05) + (0.015 if a.get("Male") else 0))
 
 
 def _mouth(pp: _Painter, a: Mapping[str, int], look: Look, rng: np.random.Generator) -> None:
+    """Lips around a centre line: a smile lifts the corners (plus smile lines), an open mouth shows a
+    dark gap (teeth when smiling), Big_Lips doubles the lip height, lipstick paints them red."""
     smile, open_ = bool(a.get("Smiling")), bool(a.get("Mouth_Slightly_Open"))
-    big = bool(a.get("Big_Lips"))
     lip = (_LIPSTICKS[int(rng.integers(len(_LIPSTICKS)))] if a.get("Wearing_Lipstick")
-           else _mix(look.skin, (150, 70, 70), 0.4))
-    y0, mw = 0.66, 0.36 if smile else 0.28
-    lift = 0.1 if smile else 0.0
-    gap = (0.2 if smile else 0.08) if open_ else 0.0
-    thick = 0.085 if big else 0.045
+           else _mix(_shade(look.skin, 0.8), (150, 60, 60), 0.45))
+    y0, mw = 0.68, 0.4 if smile else 0.29
+    lift = 0.17 if smile else -0.02
+    gap = (0.22 if smile else 0.12) if open_ else 0.0
+    thick = 0.095 if a.get("Big_Lips") else 0.04
     xs = np.linspace(-mw, mw, 17)
     q = 1 - (xs / mw) ** 2
     mid = y0 - lift * (xs / mw) ** 2
     bottom = mid + gap * q
-    upper = np.stack([xs, mid - thick * np.sqrt(q) - 0.012], axis=1)
-    lower = np.stack([xs, bottom + thick * 1.2 * np.sqrt(q) + 0.012], axis=1)
-    top_edge, mid_line, bottom_edge = upper, np.stack([xs, mid], axis=1), np.stack([xs, bottom], axis=1)
+    top_edge = np.stack([xs, mid - thick * np.sqrt(q) - 0.012], axis=1)
+    low_edge = np.stack([xs, bottom + thick * 1.2 * np.sqrt(q) + 0.012], axis=1)
+    mid_line, bottom_line = np.stack([xs, mid], axis=1), np.stack([xs, bottom], axis=1)
     pp.polygon(np.concatenate([top_edge, mid_line[::-1]]), fill=lip)
-    pp.polygon(np.concatenate([bottom_edge, lower[::-1]]), fill=lip)
+    pp.polygon(np.concatenate([bottom_line, low_edge[::-1]]), fill=lip)
     if open_:
-        pp.polygon(np.concatenate([mid_line, bottom_edge[::-1]]), fill=(70, 20, 25))
+        pp.polygon(np.concatenate([mid_line, bottom_line[::-1]]), fill=(60, 15, 20))
         if smile:
             teeth = np.stack([xs, mid + 0.45 * gap * q], axis=1)
             pp.polygon(np.concatenate([mid_line, teeth[::-1]]), fill=(250, 250, 245))
-    pp.line(mid_line, fill=(60, 25, 25), width=0.02)
+    pp.line(mid_line, fill=(60, 25, 25), width=0.035)
+    if smile and False:
+        for side in (-1, 1):
+            pp.line([(side * (mw + 0.02), y0 - lift - 0.1), (side * (mw + 0.07), y0 - lift + 0.02),
+                     (side * (mw + 0.02), y0 - lift + 0.12)], fill=_rgba(_shade(look.skin, 0.5), 200), width=0.035)
 
 
 def _glasses(pp: _Painter, look: Look, g: _Geometry) -> None:
@@ -522,10 +548,10 @@ def _glasses(pp: _Painter, look: Look, g: _Geometry) -> None:
     for side in (-1, 1):
         x = side * g.eye_x
         if look.round_glasses:
-            pp.ellipse(x, g.eye_y, 0.22, 0.2, fill=(200, 220, 255, 40), outline=frame, width=0.05)
+            pp.ellipse(x, g.eye_y, 0.22, 0.2, fill=(40, 50, 70, 45), outline=frame, width=0.05)
         else:
             pp.rounded_rect(x - 0.26, g.eye_y - 0.15, x + 0.26, g.eye_y + 0.15, 0.06, outline=frame, width=0.055,
-                            fill=(200, 220, 255, 40))
+                            fill=(40, 50, 70, 45))
         edge = side * (g.eye_x + (0.22 if look.round_glasses else 0.26))
         pp.line([(edge, g.eye_y - 0.05), (side * g.half_width_at(-0.1), -0.1)], fill=frame, width=0.045)
     inner = g.eye_x - (0.22 if look.round_glasses else 0.26)
@@ -551,10 +577,9 @@ def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 def _finish(img: Image.Image, scene: Scene, blurry: bool, rng: np.random.Generator) -> Image.Image:
     """Blur, lighting and sensor noise on the output-size image."""
-    if blurry:
-        img = img.filter(ImageFilter.GaussianBlur(scene.unit * float(rng.uniform(0.055, 0.08))))
-    elif rng.random() < 0.3:
-        img = img.filter(ImageFilter.GaussianBlur(scene.unit * float(rng.uniform(0.004, 0.012))))
+    radius = scene.unit * (float(rng.uniform(0.055, 0.08)) if blurry else scene.soften)
+    if radius > 0:
+        img = img.filter(ImageFilter.GaussianBlur(radius))
     w, h = img.size
     # out = ((in - 128) * contrast + 128) * brightness * ramp + noise, as one multiply-add
     ramp = scene.brightness * (1 + scene.light_slope * np.linspace(-1, 1, w, dtype=np.float32))[:, None]

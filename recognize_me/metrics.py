@@ -65,3 +65,60 @@ def majority_predictions(y_train: np.ndarray, n_rows: int) -> np.ndarray:
 
 def binarize(scores: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
     return (np.asarray(scores) >= np.asarray(thresholds)).astype(np.int8)
+
+
+# --- binary scores: ROC --------------------------------------------------------------------------
+
+def _binary_inputs(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y).reshape(-1) > 0
+    s = np.asarray(scores, dtype="float64").reshape(-1)
+    if t.shape != s.shape:
+        raise ValueError(f"y has {t.size} values but scores has {s.size}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    return t, s
+
+
+def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by ranks (Mann-Whitney U): the probability that a random positive
+    scores above a random negative, ties counting one half. Values > 0 in ``y`` are positives.
+
+    NaN when ``y`` lacks positives or negatives (the area is undefined then).
+    """
+    t, s = _binary_inputs(y, scores)
+    n_pos = int(t.sum())
+    n_neg = t.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    average_rank = (ends - counts + 1 + ends) / 2.0  # 1-based ranks, averaged over each tie group
+    rank_sum = average_rank[inverse][t].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_curve(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) when predicting ``score >= threshold``, thresholds decreasing over the
+    distinct scores, starting at (0, 0) with threshold ``inf``. The trapezoid area under it equals
+    :func:`roc_auc`. A rate is NaN when its class is absent from ``y``."""
+    t, s = _binary_inputs(y, scores)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, t_sorted = s[order], t[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1] if s.size else np.array([], int)
+    tp = np.cumsum(t_sorted)[last_of_group].astype("float64")
+    fp = (last_of_group + 1 - tp).astype("float64")
+    n_pos, n_neg = float(t.sum()), float(t.size - t.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr = np.r_[0.0, tp] / n_pos if n_pos else np.full(tp.size + 1, np.nan)
+        fpr = np.r_[0.0, fp] / n_neg if n_neg else np.full(fp.size + 1, np.nan)
+    return fpr, tpr, np.r_[np.inf, s_sorted[last_of_group]]
+
+
+def binary_confusion(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """2x2 int matrix [[tn, fp], [fn, tp]]: rows true class (0, 1), columns predicted class (0, 1)."""
+    t = np.asarray(y).reshape(-1) > 0
+    p = np.asarray(predicted).reshape(-1) > 0
+    if t.shape != p.shape:
+        raise ValueError(f"y has {t.size} values but predicted has {p.size}")
+    return np.array([[int((~t & ~p).sum()), int((~t & p).sum())],
+                     [int((t & ~p).sum()), int((t & p).sum())]], dtype=np.int64)

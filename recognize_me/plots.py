@@ -64,3 +64,39 @@ def face_grid(images: Sequence[Path], captions: Sequence[str], path: Path, cols:
             ax.imshow(img.convert("RGB"))
         ax.set_title(caption, fontsize=7, loc="left", family="monospace")
     return _save(fig, path)
+
+
+def confusion_matrix_plot(cm: np.ndarray, labels: Sequence[str], path: Path, title: str) -> Path:
+    """Counts of a square confusion matrix (rows true class, columns predicted), darker = more."""
+    cm = np.asarray(cm)
+    n = len(labels)
+    if cm.shape != (n, n):
+        raise ValueError(f"confusion matrix {cm.shape} does not match {n} labels")
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, int(cm.max())))
+    for i in range(n):
+        for j in range(n):
+            dark = cm[i, j] > cm.max() / 2
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color="white" if dark else "black")
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> Path:
+    """One ROC curve per model (``name: (fpr, tpr, auc)``) over the chance diagonal."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        label = f"{name} (AUC {auc:.3f})" if np.isfinite(auc) else f"{name} (AUC undefined)"
+        ax.plot(fpr, tpr, color=f"C{i}", drawstyle="default", marker=".", label=label)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -69,11 +69,14 @@ def _identity_split(ids: pd.Series, identity: pd.DataFrame, seed: int,
 def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed + 1)
     share = frame["split"].value_counts(normalize=True)
+    sizes = {name: int((frame["split"] == name).sum()) for name in SPLITS}
+    ks = {name: min(n, max(1, int(round(limit * share.get(name, 0.0))))) if n else 0 for name, n in sizes.items()}
+    while sum(ks.values()) > limit:  # rounding and the one-per-split minimum can overshoot a small limit
+        ks[max(reversed(SPLITS), key=ks.__getitem__)] -= 1  # shrink the largest split (test first on ties)
     parts = []
     for name in SPLITS:
         rows = frame[frame["split"] == name]
-        k = min(len(rows), max(1, int(round(limit * share.get(name, 0.0))))) if len(rows) else 0
-        parts.append(rows.iloc[np.sort(rng.choice(len(rows), size=k, replace=False))])
+        parts.append(rows.iloc[np.sort(rng.choice(len(rows), size=ks[name], replace=False))])
     return pd.concat(parts)
 
 

@@ -27,6 +27,17 @@ def create_run_folder(config: PipelineConfig) -> Path:
     return run_dir
 
 
+@task(name="ensure-demo-data")
+def ensure_demo_data(config: PipelineConfig) -> None:
+    """Generate the synthetic demo data once, when asked to and the folder has no attribute file."""
+    if config.generate_demo_data and config.celeba_dir is not None \
+            and not (config.celeba_dir / "list_attr_celeba.txt").exists():
+        from recognize_me.demo_data import generate_demo_data
+
+        get_run_logger().info("generating demo data in %s", config.celeba_dir)
+        generate_demo_data(config.celeba_dir)
+
+
 @task(name="ingest-celeba")
 def ingest_celeba(config: PipelineConfig) -> CelebaTables:
     try:

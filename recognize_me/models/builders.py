@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 
 from recognize_me.models.losses import compile_multilabel
-from recognize_me.models.residual import ResidualUnit
+from recognize_me.models.residual import BN_MOMENTUM, ResidualUnit
 from recognize_me.models.vgg import build_vgg16_finetune, fine_tune_vgg16
 
 
@@ -70,7 +70,7 @@ def _plain_cnn(input_shape: tuple[int, int, int], n_outputs: int, options: Build
     x = inputs
     for i, filters in enumerate(CNN_FILTERS, start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_bn")(x)
         x = keras.layers.Activation("relu", name=f"block{i}_relu")(x)
         x = keras.layers.MaxPooling2D(2, padding="same", name=f"block{i}_pool")(x)
     model = keras.Model(inputs, _head(x, n_outputs, options), name=name)
@@ -94,7 +94,7 @@ def build_resnet(input_shape: tuple[int, int, int], n_outputs: int, options: Bui
     _check_shape(input_shape, n_outputs)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = keras.layers.Conv2D(RESNET_STEM_FILTERS, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
     for i, (filters, strides) in enumerate(RESNET_UNITS, start=1):
         x = ResidualUnit(filters, strides=strides, name=f"res{i}")(x)

@@ -1,0 +1,1 @@
+"""Deployment helpers: prefect.yaml is the one source of the deployments' names, parameters and schedules."""

@@ -1,0 +1,94 @@
+"""Serve the deployments of ``prefect.yaml`` from this process (no work pool or worker needed).
+
+``python -m deployments.serve`` (or ``make serve``) starts a local Prefect server on 127.0.0.1 when no
+server is reachable, then serves ``train-all/demo``, ``train-all/celeba`` and ``train-all/nightly``.
+From another shell: ``prefect deployment run train-all/demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_API = "http://127.0.0.1:4200/api"
+
+
+def load_deployments(path: Path = ROOT / "prefect.yaml") -> list[dict[str, Any]]:
+    return yaml.safe_load(path.read_text())["deployments"]
+
+
+def runner_deployments(entries: list[dict[str, Any]]) -> list:
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.schedules import Cron
+
+    from flows.train_all import train_all
+
+    out = []
+    for entry in entries:
+        limit = entry.get("concurrency_limit")
+        out.append(train_all.to_deployment(
+            name=entry["name"], description=entry.get("description"), tags=entry.get("tags"),
+            parameters=entry.get("parameters"),
+            schedules=[Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
+                       for s in entry.get("schedules", [])] or None,
+            concurrency_limit=ConcurrencyLimitConfig(**limit) if limit else None))
+    return out
+
+
+def server_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def ensure_server(api_url: str, wait_s: float = 90.0, log: Path = ROOT / "artifacts" / "prefect-server.log"):
+    """Start ``prefect server start`` on 127.0.0.1 (SQLite) unless ``api_url`` already answers."""
+    if server_healthy(api_url):
+        return None
+    port = api_url.split(":")[-1].split("/")[0]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", port], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if server_healthy(api_url):
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {proc.returncode}; see {log}")
+        time.sleep(0.5)
+    proc.terminate()
+    raise TimeoutError(f"prefect server did not answer at {api_url} within {wait_s:.0f} s; see {log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL", DEFAULT_API))
+    parser.add_argument("--only", nargs="+", help="serve only these deployment names")
+    args = parser.parse_args(argv)
+    server = ensure_server(args.api_url)
+    os.environ["PREFECT_API_URL"] = args.api_url
+    from prefect import serve
+
+    entries = [e for e in load_deployments() if not args.only or e["name"] in args.only]
+    print(f"serving {[e['name'] for e in entries]} against {args.api_url}; UI: {args.api_url[:-4]}", flush=True)
+    try:
+        serve(*runner_deployments(entries))
+    finally:
+        if server is not None:
+            server.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Prepare the user's photo set for the "is this me?" model: scan, face-crop, hash and split.
+
+``prepare_photos`` turns ``me/`` (label "me") and ``others/`` (label "other") into CelebA-framed
+178x218 PNG crops under ``out_dir/crops/`` plus a table saying which split each photo belongs to.
+When there is no ``others/`` folder, the "other" photos are a seeded sample of CelebA's aligned images
+(already framed like the crops, so they are used as they are, never copied).
+
+Pure core: no Prefect, no import-time side effects. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from recognize_me.facecrop import CELEBA_FRAME_SIZE, REASON_NO_FACE, FaceCropper
+from recognize_me.fileio import write_with
+from recognize_me.photo_splits import assign_splits
+from recognize_me.photos import Photo, Rejected, check_photo, load_rgb, scan_photos
+
+ME_LABEL = "me"
+OTHER_LABEL = "other"
+PHOTO_COLUMNS: tuple[str, ...] = ("path", "crop_path", "label", "sha256", "split", "width", "height",
+                                  "decodable")
+MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "split", "decodable", "width", "height",
+                                     "crop_path")
+REJECTED_COLUMNS: tuple[str, ...] = ("path", "label", "reason")
+CROPS_DIR = "crops"
+PHOTOS_CSV = "photos.csv"
+REJECTED_CSV = "rejected.csv"
+
+
+@dataclass
+class PhotoSet:
+    """``table``: one row per usable photo (columns ``PHOTO_COLUMNS``; ``path`` is the original file,
+    ``crop_path`` the 178x218 image the models see, ``width``/``height`` the original's displayed size).
+    ``rejected``: files that cannot be used, with the reason (undecodable, unsupported, no face...)."""
+
+    table: pd.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def to_manifest(self) -> pd.DataFrame:
+        """The frame ``checks.check_photos`` expects (path, label, sha256, split, decodable, width,
+        height; plus crop_path). Rejected files are not rows: they are listed in ``rejected.csv``."""
+        return self.table.loc[:, list(MANIFEST_COLUMNS)].copy()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{split: {label: number of photos}} for every split and label (zeros included)."""
+        out: dict[str, dict[str, int]] = {}
+        for split in ("train", "val", "test"):
+            rows = self.table[self.table["split"] == split]
+            out[split] = {label: int((rows["label"] == label).sum()) for label in (ME_LABEL, OTHER_LABEL)}
+        return out
+
+
+def _sample_celeba(images: Sequence[Path], n: int, seed: int) -> list[Path]:
+    """``n`` paths drawn without replacement, independent of the order ``images`` came in."""
+    pool = sorted({Path(p) for p in images}, key=lambda p: p.parts)
+    if n >= len(pool):
+        return pool
+    chosen = random.Random(f"celeba-others:{int(seed)}").sample(pool, n)
+    return sorted(chosen, key=lambda p: p.parts)
+
+
+def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceCropper,
+                done: dict[str, Path | str]) -> Path | str:
+    """Write the CelebA-framed crop of ``photo``; return its path, or the reason there is none.
+
+    ``done`` caches results by content hash, so copies of one picture are detected once.
+    """
+    key = photo.sha256.lower()
+    if key in done:
+        return done[key]
+    try:
+        image = load_rgb(photo.path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a rejection, never a crash
+        result: Path | str = f"cannot decode image: {exc}"
+    else:
+        crop = cropper.crop(image)
+        if crop.image is None:
+            result = crop.reason or REASON_NO_FACE
+        else:
+            target = crops_dir / f"{key[:16]}.png"
+            framed = crop.image
+            write_with(target, lambda p: framed.save(p, format="PNG"), suffix=".png")
+            result = target
+    done[key] = result
+    return result
+
+
+def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed: int,
+                   fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+                   celeba_images: Sequence[Path] = (), celeba_others: int = 200,
+                   cropper: FaceCropper | None = None) -> PhotoSet:
+    """Scan, face-crop and split the photos; write ``photos.csv``, ``rejected.csv`` and ``crops/``.
+
+    - ``me_dir`` (label "me") and ``others_dir`` (label "other") are scanned recursively with
+      ``photos.scan_photos``; undecodable and unsupported files are rejected with its reason.
+    - Every photo from those folders is face-cropped (``FaceCropper``, CelebA framing 178x218) into
+      ``out_dir/crops/<sha256[:16]>.png``; a photo without a detectable face is rejected
+      ("no face found").
+    - With ``others_dir=None`` the "other" photos are ``celeba_others`` paths sampled (seeded) from
+      ``celeba_images``: already CelebA-framed, so ``crop_path`` is the image itself; they are still
+      decoded and hashed. ``ValueError`` if neither source of "other" photos is given.
+    - Splits: ``photo_splits.assign_splits`` on the hash of the original file, so a photo keeps its
+      split across runs and copies share one.
+    """
+    out_dir = Path(out_dir)
+    cropper = cropper or FaceCropper(size=CELEBA_FRAME_SIZE)
+    crops_dir = out_dir / CROPS_DIR
+    if others_dir is None and (not celeba_images or celeba_others < 1):
+        raise ValueError("no 'other' photos: give others_dir, or celeba_images with celeba_others >= 1")
+
+    me_photos, me_rejected = scan_photos(Path(me_dir), ME_LABEL)
+    rejected_rows: list[tuple[Rejected, str]] = [(r, ME_LABEL) for r in me_rejected]
+    to_crop: list[Photo] = list(me_photos)
+    framed: list[tuple[Photo, Path]] = []
+    if others_dir is not None:
+        other_photos, other_rejected = scan_photos(Path(others_dir), OTHER_LABEL)
+        rejected_rows += [(r, OTHER_LABEL) for r in other_rejected]
+        to_crop += other_photos
+    else:
+        for path in _sample_celeba(celeba_images, celeba_others, seed):
+            checked = check_photo(path, OTHER_LABEL)
+            if isinstance(checked, Photo):
+                framed.append((checked, path))
+            else:
+                rejected_rows.append((checked, OTHER_LABEL))
+
+    done: dict[str, Path | str] = {}
+    kept: list[tuple[Photo, Path]] = []
+    for photo in to_crop:
+        result = _crop_photo(photo, crops_dir, cropper, done)
+        if isinstance(result, Path):
+            kept.append((photo, result))
+        else:
+            rejected_rows.append((Rejected(photo.path, result), photo.label))
+    kept += framed
+
+    splits = assign_splits([p for p, _ in kept], seed=seed, fractions=fractions, positive_label=ME_LABEL)
+    splits.insert(1, "crop_path", [str(c) for _, c in kept])
+    splits["decodable"] = True
+    table = splits.loc[:, list(PHOTO_COLUMNS)].reset_index(drop=True)
+
+    rejected_rows.sort(key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
+    rejected = [r for r, _ in rejected_rows]
+    rejected_frame = pd.DataFrame([{"path": str(r.path), "label": label, "reason": r.reason}
+                                   for r, label in rejected_rows], columns=list(REJECTED_COLUMNS))
+    write_with(out_dir / PHOTOS_CSV, lambda p: table.to_csv(p, index=False))
+    write_with(out_dir / REJECTED_CSV, lambda p: rejected_frame.to_csv(p, index=False))
+    return PhotoSet(table=table, rejected=rejected)
+
+
+def load_photo_table(photos_csv: Path) -> pd.DataFrame:
+    """Read a ``photos.csv`` written by :func:`prepare_photos` (strings kept as strings)."""
+    return pd.read_csv(photos_csv, dtype={"path": str, "crop_path": str, "label": str, "sha256": str,
+                                          "split": str})
