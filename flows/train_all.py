@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from prefect import flow
 
 from flows.train_models import run_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
+from recognize_me.report import best_completed, test_set_digest
 from tasks.data import (
     check_data,
     create_run_folder,
@@ -16,6 +19,7 @@ from tasks.data import (
     inventory,
     split_data,
 )
+from tasks.registry import promote
 from tasks.reporting import publish_report
 
 
@@ -35,5 +39,11 @@ def train_all(config: PipelineConfig) -> str:
     outcomes = run_parallel(jobs, config.dask_address, n_workers)
 
     report = publish_report(run_dir, splits_csv, tables.paths.images_dir, config.attribute_names, outcomes)
+    best = best_completed(outcomes)
+    if best is not None:
+        promote(config.output_root, "celeba", run_dir / "models" / best, "mean_accuracy",
+                test_set_digest(splits_csv, config.attribute_names),
+                lineage={"data_fingerprint": data_fingerprint, "seed": config.seed, "run_dir": str(run_dir),
+                         "config": json.loads(config.to_json())})
     print(f"report: {report}")
     return str(report)

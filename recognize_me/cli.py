@@ -102,7 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         generate_demo_data(data, n_images=args.images, seed=0)
     defaults = {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
-                "models": list(ALL_MODELS), "epochs": 6}
+                "models": list(ALL_MODELS), "epochs": 5, "image_size": [48, 48]}
     return cmd_train(args, **defaults)
 
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with all five models")
     p.add_argument("--data", default=str(DEMO_DIR))
-    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--images", type=int, default=1600)
     add_config_flags(p)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -396,12 +396,13 @@ def _skin_marks(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rn
     ex = g.eye_x
     if not a.get("Young"):  # wrinkles: forehead, crow's feet, nasolabial folds, jowls
         for y in (-0.58, -0.7, -0.82):
-            pp.line([(-0.45, y + 0.03), (0, y - 0.02), (0.45, y + 0.03)], fill=line, width=0.045)
+            pp.line([(-0.45, y + 0.03), (0, y - 0.02), (0.45, y + 0.03)], fill=line, width=0.03)
         for side in (-1, 1):
             x = side * (ex + 0.24)
             for dy in (-0.08, 0.0, 0.08):
                 pp.line([(x, g.eye_y + dy * 0.4), (x + side * 0.14, g.eye_y + dy)], fill=line, width=0.035)
             pp.line([(side * 0.2, 0.3), (side * 0.38, 0.5), (side * 0.44, 0.74)], fill=line, width=0.05)
+            pp.line([(side * 0.55, 0.8), (side * 0.5, 1.0)], fill=line, width=0.04)
     if not a.get("Attractive"):  # blotchy skin with spots
         for _ in range(2):
             x, y = rng.uniform(-0.6, 0.6), rng.uniform(-0.7, 0.6)
@@ -424,7 +425,7 @@ def _skin_marks(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rn
         for side in (-1, 1):
             outer = np.stack([side * ex + 0.2 * np.cos(t), g.eye_y + 0.03 + 0.15 * np.sin(t)], axis=1)
             inner = np.stack([side * ex + 0.17 * np.cos(t), g.eye_y + 0.03 + 0.06 * np.sin(t)], axis=1)[::-1]
-            pp.polygon(np.concatenate([outer, inner]), fill=(100, 60, 80, 60))
+            pp.polygon(np.concatenate([outer, inner]), fill=(100, 60, 80, 90))
             pp.line(outer, fill=(90, 50, 70, 200), width=0.04)
 
 
@@ -537,7 +538,7 @@ def _mouth(pp: _Painter, a: Mapping[str, int], look: Look, rng: np.random.Genera
             teeth = np.stack([xs, mid + 0.45 * gap * q], axis=1)
             pp.polygon(np.concatenate([mid_line, teeth[::-1]]), fill=(250, 250, 245))
     pp.line(mid_line, fill=(60, 25, 25), width=0.035)
-    if smile and False:
+    if smile:
         for side in (-1, 1):
             pp.line([(side * (mw + 0.02), y0 - lift - 0.1), (side * (mw + 0.07), y0 - lift + 0.02),
                      (side * (mw + 0.02), y0 - lift + 0.12)], fill=_rgba(_shade(look.skin, 0.5), 200), width=0.035)

@@ -41,6 +41,11 @@ def leaderboard(outcomes: list[dict[str, Any]], baseline: dict[str, Any]) -> lis
     return sorted(rows, key=lambda r: -(r["mean_accuracy"] if r["mean_accuracy"] is not None else -1))
 
 
+def best_completed(outcomes: list[dict[str, Any]], metric: str = "mean_accuracy") -> str | None:
+    done = [o for o in outcomes if o.get("status") == "completed"]
+    return max(done, key=lambda o: o[metric])["model"] if done else None
+
+
 def _load_model_outputs(run_dir: Path, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     folder = run_dir / "models" / model
     per_attr = pd.DataFrame(json.loads((folder / "metrics.json").read_text())["per_attribute"])
@@ -88,16 +93,21 @@ def _best_model_grid(run_dir: Path, model: str, splits_csv: Path, images_dir: Pa
     return plots.face_grid([images_dir / i for i in preds["image_id"]], captions, run_dir / "faces_grid.png")
 
 
-def _table_html(rows: list[dict[str, Any]]) -> str:
+REPORT_STYLE = ("<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+                "font-size:13px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+                "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style>")
+
+
+def table_html(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>(none)</p>"
     cols = list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return html.escape("" if v is None else str(v))
@@ -105,16 +115,23 @@ def _fmt(v: Any) -> str:
 
 def render_html(board, per_attr, base_attr, figures: dict[str, Path], run_dir: Path, notes: list[str]) -> str:
     parts = ["<!doctype html><meta charset='utf-8'><title>recognize-me report</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-             "font-size:13px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style>",
+             REPORT_STYLE,
              f"<h1>recognize-me: run {html.escape(run_dir.name)}</h1>", "<h2>Leaderboard (test split)</h2>",
-             _table_html(board)]
+             table_html(board)]
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     for title, path in figures.items():
         parts.append(f"<h2>{html.escape(title)}</h2><img src='{html.escape(path.name)}' alt='{html.escape(title)}'>")
     parts.append("<h2>Per-attribute metrics</h2>")
     for model, (table, _) in per_attr.items():
-        parts.append(f"<h3>{html.escape(model)}</h3>" + _table_html(table.to_dict(orient="records")))
-    parts.append("<h3>majority_baseline</h3>" + _table_html(base_attr.to_dict(orient="records")))
+        parts.append(f"<h3>{html.escape(model)}</h3>" + table_html(table.to_dict(orient="records")))
+    parts.append("<h3>majority_baseline</h3>" + table_html(base_attr.to_dict(orient="records")))
     return "\n".join(parts)
+
+
+def test_set_digest(splits_csv: Path, attributes: tuple[str, ...]) -> str:
+    """sha256 of the test rows (ids and labels): champions are only compared on the same test data."""
+    import hashlib
+
+    table = pd.read_csv(splits_csv, dtype={"image_id": str})
+    test = table.loc[table["split"] == "test", ["image_id", *attributes]].sort_values("image_id")
+    return hashlib.sha256(test.to_csv(index=False).encode()).hexdigest()

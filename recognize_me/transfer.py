@@ -124,7 +124,7 @@ def build_transfer_model(features: keras.Model, image_size: tuple[int, int], see
 def set_base_trainable(features: keras.Model, fraction: float) -> list[str]:
     """Freeze ``features`` except the top ``fraction`` of :func:`flat_layers` (rounded up);
     BatchNormalization layers, also those inside custom layers, always stay frozen. Returns the names
-    of the layers left trainable."""
+    of the layers that have trainable weights afterwards."""
     import keras
 
     features.trainable = True
@@ -136,7 +136,7 @@ def set_base_trainable(features: keras.Model, fraction: float) -> list[str]:
         for sub in layer._flatten_layers(include_self=True, recursive=True):
             if isinstance(sub, keras.layers.BatchNormalization):
                 sub.trainable = False
-        if layer.trainable and not isinstance(layer, keras.layers.BatchNormalization):
+        if layer.trainable and layer.trainable_weights:
             unfrozen.append(layer.name)
     return unfrozen
 
@@ -225,8 +225,8 @@ def train_transfer(job: TransferJob, on_epoch: TransferHook | None = None) -> di
             _compile(model, job.learning_rate * FINE_TUNE_LR_FACTOR)
         offset = sum(phases[:phase - 1])
         callbacks = [EpochReporter(job.strategy, sum(phases), on_epoch, offset=offset)] if on_epoch else []
-        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, verbose=0,
-                            callbacks=callbacks)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
+                            verbose=0, callbacks=callbacks)  # the dataset shuffles itself (seeded)
         frame = pd.DataFrame(history.history)
         frame.insert(0, "epoch", np.arange(offset + 1, offset + len(frame) + 1))
         histories.append(frame.assign(phase=phase))

@@ -1,0 +1,215 @@
+"""Answer "is this me?" (and which CelebA attributes show) for new photos with a run's trained models.
+
+``predict_images`` takes photos (or folders of photos), finds and frames the face exactly as the
+training photos were framed (``FaceCropper``, CelebA 178x218), applies the models' crop and resize
+(the same operations as ``dataset.decode_and_resize``) and calls each model once per chunk of images.
+``load_run_models`` picks a run's best attribute model and best transfer model.
+
+Pure core: no Prefect; TensorFlow and Keras are imported when predicting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from recognize_me.facecrop import FaceCropper
+from recognize_me.photos import SUPPORTED_SUFFIXES, load_rgb
+
+ERROR_NO_FACE = "no face found"
+CHUNK = 256  # images decoded, cropped and predicted together
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Everything :func:`predict_images` needs, as found in a run folder by :func:`load_run_models`."""
+
+    me_model: Path
+    me_strategy: str
+    threshold: float
+    me_f1: float | None
+    attribute_model: Path
+    attribute_model_name: str
+    attribute_names: tuple[str, ...]
+    attribute_thresholds: tuple[float, ...]
+    image_size: tuple[int, int]
+    crop: str
+
+    def predict(self, paths: Sequence[Path], cropper: FaceCropper | None = None) -> list[dict[str, Any]]:
+        return predict_images(paths, self.me_model, self.attribute_model, threshold=self.threshold,
+                              attribute_names=self.attribute_names, image_size=self.image_size,
+                              crop=self.crop, attribute_thresholds=self.attribute_thresholds, cropper=cropper)
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; a folder becomes its supported images (recursive, sorted)."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES]
+            out += sorted(found, key=lambda p: p.parts)
+        else:
+            out.append(path)
+    return out
+
+
+def prepare_image(image: Image.Image, image_size: tuple[int, int], crop: str) -> np.ndarray:
+    """A 178x218 framed face -> float32 (H, W, 3) in [0, 1], the way ``make_dataset`` prepares a file."""
+    import tensorflow as tf
+
+    from recognize_me.dataset import ALIGNED_HW, CROP_BOXES
+
+    img = tf.convert_to_tensor(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    if crop != "none":
+        if crop not in CROP_BOXES:
+            raise ValueError(f"unknown crop {crop!r}; use none, {', '.join(CROP_BOXES)}")
+        top, left, h, w = CROP_BOXES[crop]
+        shape = tf.shape(img)
+        sy = tf.cast(shape[0], tf.float32) / ALIGNED_HW[0]
+        sx = tf.cast(shape[1], tf.float32) / ALIGNED_HW[1]
+        img = tf.image.crop_to_bounding_box(
+            img, tf.cast(top * sy, tf.int32), tf.cast(left * sx, tf.int32),
+            tf.cast(h * sy, tf.int32), tf.cast(w * sx, tf.int32))
+    img = tf.image.resize(img, tuple(image_size), method="area", antialias=True)
+    img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+    return img.numpy().astype(np.float32) / 255.0
+
+
+def _load_model(path: Path, image_size: tuple[int, int]):
+    import keras
+
+    import recognize_me.models  # noqa: F401 - registers the custom layers and losses
+
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    expected = tuple(model.inputs[0].shape[1:3])
+    if all(d is not None for d in expected) and tuple(int(d) for d in expected) != tuple(image_size):
+        raise ValueError(f"model {path} takes {expected} images, not image_size={tuple(image_size)}")
+    return model
+
+
+def predict_images(paths: Sequence[Path], me_model: Path, attribute_model: Path, *, threshold: float,
+                   attribute_names: Sequence[str], image_size: tuple[int, int], crop: str,
+                   attribute_thresholds: Sequence[float] | None = None,
+                   cropper: FaceCropper | None = None) -> list[dict[str, Any]]:
+    """One dict per image (a folder in ``paths`` stands for its images), in input order:
+
+    ``path``; ``error`` (None, ``"no face found"``, or why the file could not be read);
+    ``me_probability`` and ``is_me`` (probability >= ``threshold``), None on error; ``threshold``;
+    ``attributes``: the attributes predicted present (score >= their threshold, default 0.5), as
+    ``{"name", "score"}`` sorted by score, highest first; ``face_box`` (left, top, right, bottom in
+    the photo) and ``n_faces``.
+    """
+    names = list(attribute_names)
+    thresholds = np.full(len(names), 0.5) if attribute_thresholds is None else \
+        np.asarray(attribute_thresholds, dtype=np.float64)
+    if thresholds.shape != (len(names),):
+        raise ValueError(f"{len(names)} attribute names but {thresholds.size} attribute thresholds")
+    cropper = cropper or FaceCropper()
+    files = expand_paths(paths)
+    if not files:
+        return []
+    me = _load_model(Path(me_model), image_size)
+    attributes = _load_model(Path(attribute_model), image_size)
+    n_outputs = int(attributes.outputs[0].shape[-1])
+    if n_outputs != len(names):
+        raise ValueError(f"attribute model has {n_outputs} outputs but {len(names)} attribute names were given")
+
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(files), CHUNK):
+        entries, batch = [], []
+        for path in files[start:start + CHUNK]:
+            entry: dict[str, Any] = {"path": str(path), "error": None, "me_probability": None, "is_me": None,
+                                     "threshold": float(threshold), "attributes": [], "face_box": None,
+                                     "n_faces": 0}
+            try:
+                image = load_rgb(path)
+            except Exception as exc:  # noqa: BLE001 - one bad file is an entry, never a crash
+                entry["error"] = f"cannot read image: {exc}"
+            else:
+                found = cropper.crop(image)
+                entry["n_faces"] = found.n_faces
+                if found.image is None:
+                    entry["error"] = ERROR_NO_FACE
+                else:
+                    entry["face_box"] = list(found.box) if found.box is not None else None
+                    batch.append((len(entries), prepare_image(found.image, image_size, crop)))
+            entries.append(entry)
+        if batch:
+            x = np.stack([arr for _, arr in batch])
+            p_me = np.asarray(me.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)[:, 0]
+            p_attr = np.asarray(attributes.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)
+            for (i, _), p, scores in zip(batch, p_me, p_attr, strict=True):
+                present = [{"name": n, "score": round(float(s), 4)}
+                           for n, s, t in zip(names, scores, thresholds, strict=True) if s >= t]
+                entries[i].update(me_probability=float(p), is_me=bool(p >= threshold),
+                                  attributes=sorted(present, key=lambda a: (-a["score"], a["name"])))
+        results += entries
+    return results
+
+
+# --- finding a run's models -------------------------------------------------------------------
+
+def _read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _best_attribute_model(run_dir: Path) -> tuple[str, Path]:
+    board_path = run_dir / "leaderboard.json"
+    if not board_path.is_file():
+        raise FileNotFoundError(f"{board_path} not found: train the CelebA models (train-all) first")
+    rows = [r for r in _read_json(board_path) if r.get("status") == "completed"
+            and r.get("mean_accuracy") is not None
+            and (run_dir / "models" / str(r.get("model")) / "model.keras").is_file()]
+    if not rows:
+        raise FileNotFoundError(f"no completed attribute model with a model.keras in {run_dir / 'models'}")
+    best = max(rows, key=lambda r: float(r["mean_accuracy"]))  # first of equals (board order) wins
+    return str(best["model"]), run_dir / "models" / str(best["model"]) / "model.keras"
+
+
+def _best_me_model(run_dir: Path) -> tuple[str, Path, dict[str, Any]]:
+    candidates = []
+    for metrics_path in sorted((run_dir / "me").glob("*/metrics.json")):
+        metrics = _read_json(metrics_path)
+        if metrics.get("status", "completed") == "completed" and (metrics_path.parent / "model.keras").is_file():
+            candidates.append((metrics_path.parent.name, metrics))
+    if not candidates:
+        raise FileNotFoundError(f"no trained transfer model in {run_dir / 'me'} (me/<strategy>/model.keras)")
+    name, metrics = max(candidates, key=lambda c: c[1].get("f1") if c[1].get("f1") is not None else -1.0)
+    return name, run_dir / "me" / name / "model.keras", metrics
+
+
+def _input_settings(model_dir: Path, fallback: dict[str, Any] | None = None) -> tuple[tuple[int, int], str]:
+    config = model_dir / "config.json"
+    source = _read_json(config)["job"] if config.is_file() else (fallback or {})
+    if "image_size" not in source or "crop" not in source:
+        raise FileNotFoundError(f"cannot tell the image size and crop of the model in {model_dir}")
+    size = source["image_size"]
+    return (int(size[0]), int(size[1])), str(source["crop"])
+
+
+def load_run_models(run_dir: Path) -> PredictorConfig:
+    """The run's best completed attribute model (``leaderboard.json``, highest mean_accuracy) with its
+    per-attribute thresholds, and its best transfer model (``me/<strategy>/metrics.json``, highest
+    F1) with its threshold. Both must take the same image size and crop (``ValueError`` otherwise)."""
+    run_dir = Path(run_dir)
+    attr_name, attr_path = _best_attribute_model(run_dir)
+    attr_metrics = _read_json(attr_path.parent / "metrics.json")
+    per_attribute = attr_metrics["per_attribute"]
+    attr_size, attr_crop = _input_settings(attr_path.parent)
+    strategy, me_path, me_metrics = _best_me_model(run_dir)
+    me_size, me_crop = _input_settings(me_path.parent, me_metrics)
+    if (me_size, me_crop) != (attr_size, attr_crop):
+        raise ValueError(f"the transfer model {me_path} takes {me_size} images cropped {me_crop!r} but the "
+                         f"attribute model {attr_path} takes {attr_size} cropped {attr_crop!r}")
+    return PredictorConfig(
+        me_model=me_path, me_strategy=strategy, threshold=float(me_metrics.get("threshold", 0.5)),
+        me_f1=me_metrics.get("f1"), attribute_model=attr_path, attribute_model_name=attr_name,
+        attribute_names=tuple(str(r["attribute"]) for r in per_attribute),
+        attribute_thresholds=tuple(float(r.get("threshold", 0.5)) for r in per_attribute),
+        image_size=me_size, crop=me_crop)

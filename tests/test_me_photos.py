@@ -1,0 +1,159 @@
+"""recognize_me.me_photos.prepare_photos: scan, face-crop, hash and split the user's photo set.
+
+Synthetic faces from ``demo_data`` (no real face is copied anywhere); the real-data test only reads
+/work/shared/data/faces and writes crops into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from recognize_me.demo_data import generate_demo_data
+from recognize_me.facecrop import REASON_NO_FACE
+from recognize_me.me_photos import MANIFEST_COLUMNS, PHOTO_COLUMNS, load_photo_table, prepare_photos
+from recognize_me.photo_splits import stable_split
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+FRACTIONS = (0.5, 0.25, 0.25)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo data plus, in me/: a copy of one photo, a blank picture (no face), a text file, a broken PNG."""
+    root = tmp_path_factory.mktemp("me_photos")
+    paths = generate_demo_data(root, n_images=60, seed=1, n_me=8, n_others=8)
+    shutil.copyfile(paths.me_dir / "me_0001.png", paths.me_dir / "zz_copy_of_0001.png")
+    Image.new("RGB", (200, 240), (128, 128, 128)).save(paths.me_dir / "blank.png")
+    (paths.me_dir / "notes.txt").write_text("not a photo")
+    (paths.me_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(demo: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("prepared")
+    return prepare_photos(demo / "me", demo / "others", out, seed=3, fractions=FRACTIONS), out
+
+
+def test_table_rows_columns_and_crops(demo: Path, prepared) -> None:
+    photo_set, out = prepared
+    table = photo_set.table
+    assert list(table.columns) == list(PHOTO_COLUMNS)
+    assert (table["label"] == "me").sum() == 9  # 8 + the copy
+    assert (table["label"] == "other").sum() == 8
+    assert table["decodable"].all()
+    for row in table.itertuples():
+        original = Path(row.path)
+        assert row.sha256 == hashlib.sha256(original.read_bytes()).hexdigest()
+        crop = Path(row.crop_path)
+        assert crop.parent == out / "crops" and crop.name == f"{row.sha256[:16]}.png"
+        with Image.open(crop) as img:
+            assert img.size == (178, 218) and img.format == "PNG"
+        with Image.open(original) as img:
+            assert (row.width, row.height) == img.size
+
+
+def test_rejected_files_and_reasons(demo: Path, prepared) -> None:
+    photo_set, out = prepared
+    reasons = {r.path.name: r.reason for r in photo_set.rejected}
+    assert reasons["blank.png"] == REASON_NO_FACE
+    assert reasons["notes.txt"].startswith("unsupported format")
+    assert reasons["broken.png"].startswith("cannot decode image")
+    assert len(reasons) == 3
+    assert not any(Path(p).name in reasons for p in photo_set.table["path"])
+    on_disk = pd.read_csv(out / "rejected.csv")
+    assert list(on_disk.columns) == ["path", "label", "reason"]
+    assert sorted(on_disk["path"].map(lambda p: Path(p).name)) == sorted(reasons)
+    assert set(on_disk["label"]) == {"me"}
+
+
+def test_splits_follow_the_original_content_hash(prepared) -> None:
+    photo_set, _ = prepared
+    table = photo_set.table
+    # both classes in every split with this seed, so the small-set guarantee moved nothing
+    assert set(table.groupby(["split", "label"]).size().index) == {
+        (s, label) for s in ("train", "val", "test") for label in ("me", "other")}
+    for row in table.itertuples():
+        assert row.split == stable_split(row.sha256, 3, FRACTIONS)
+    copies = table[table["sha256"] == table.loc[table["path"].str.endswith("me_0001.png"), "sha256"].item()]
+    assert len(copies) == 2 and copies["split"].nunique() == 1 and copies["crop_path"].nunique() == 1
+    assert photo_set.counts()["train"]["me"] == int(((table["split"] == "train") & (table["label"] == "me")).sum())
+
+
+def test_csv_round_trip_and_rerun_is_identical(demo: Path, prepared, tmp_path: Path) -> None:
+    photo_set, out = prepared
+    pd.testing.assert_frame_equal(load_photo_table(out / "photos.csv"), photo_set.table, check_dtype=False)
+    again = prepare_photos(demo / "me", demo / "others", tmp_path, seed=3, fractions=FRACTIONS)
+    pd.testing.assert_frame_equal(again.table.drop(columns="crop_path"), photo_set.table.drop(columns="crop_path"))
+    for a, b in zip(again.table["crop_path"], photo_set.table["crop_path"], strict=True):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+    other_seed = prepare_photos(demo / "me", demo / "others", tmp_path / "s9", seed=9, fractions=FRACTIONS)
+    assert other_seed.table["split"].tolist() != photo_set.table["split"].tolist()
+
+
+@pytest.mark.slow
+def test_manifest_passes_the_photo_checks(prepared) -> None:
+    from recognize_me.checks import check_photos
+
+    photo_set, _ = prepared
+    manifest = photo_set.to_manifest()
+    assert list(manifest.columns) == list(MANIFEST_COLUMNS)
+    report = check_photos(manifest, min_me=5)
+    assert report.success, report.failures
+    assert report.stats["me"] == 9 and report.stats["sha256_in_several_splits"] == 0
+    assert not check_photos(manifest, min_me=50).success
+
+
+def test_celeba_images_stand_in_for_others(demo: Path, tmp_path: Path) -> None:
+    celeba = sorted((demo / "img_align_celeba").iterdir())
+    photo_set = prepare_photos(demo / "me", None, tmp_path / "a", seed=4, celeba_images=celeba, celeba_others=10)
+    others = photo_set.table[photo_set.table["label"] == "other"]
+    assert len(others) == 10
+    assert (others["path"] == others["crop_path"]).all()  # already framed: used in place, not copied
+    assert set(others["path"]).issubset({str(p) for p in celeba})
+    assert (others["width"] == 178).all() and (others["height"] == 218).all()
+    assert not any(p.name.startswith("0") for p in (tmp_path / "a" / "crops").iterdir())
+    # seeded and independent of the order the candidates come in
+    reordered = prepare_photos(demo / "me", None, tmp_path / "b", seed=4, celeba_images=celeba[::-1],
+                               celeba_others=10)
+    assert reordered.table["path"].tolist() == photo_set.table["path"].tolist()
+    reseeded = prepare_photos(demo / "me", None, tmp_path / "c", seed=5, celeba_images=celeba, celeba_others=10)
+    assert set(reseeded.table.loc[reseeded.table["label"] == "other", "path"]) != set(others["path"])
+    everything = prepare_photos(demo / "me", None, tmp_path / "d", seed=4, celeba_images=celeba,
+                                celeba_others=1000)
+    assert (everything.table["label"] == "other").sum() == len(celeba)
+
+
+def test_no_other_photos_is_an_error(demo: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="other"):
+        prepare_photos(demo / "me", None, tmp_path, seed=0)
+    with pytest.raises(FileNotFoundError):
+        prepare_photos(tmp_path / "missing", demo / "others", tmp_path, seed=0)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_real_faces(tmp_path: Path) -> None:
+    if not FACES.is_dir():
+        pytest.skip(f"{FACES} is absent (real data is not shipped with the project)")
+    photo_set = prepare_photos(FACES / "me", FACES / "others", tmp_path, seed=42)
+    table = photo_set.table
+    n_me = len(list((FACES / "me").iterdir()))
+    n_others = sum(1 for p in (FACES / "others").rglob("*") if p.is_file())
+    assert len(table) + len(photo_set.rejected) == n_me + n_others
+    me = table[table["label"] == "me"]
+    assert len(me) >= 0.8 * n_me  # tight 112x112 crops: most faces are found (with the padded retry)
+    assert (table["label"] == "other").sum() >= 0.8 * n_others
+    assert all(r.reason == REASON_NO_FACE for r in photo_set.rejected)
+    assert set(me["split"]) == {"train", "val", "test"}
+    shares = table["split"].value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.7, abs=0.06)
+    assert shares["val"] == pytest.approx(0.15, abs=0.05) and shares["test"] == pytest.approx(0.15, abs=0.05)
+    assert table.groupby("sha256")["split"].nunique().max() == 1
+    assert len(list((tmp_path / "crops").glob("*.png"))) == table["sha256"].nunique()
