@@ -9,12 +9,12 @@ from prefect import flow
 from flows.train_models import run_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
-from recognize_me.report import best_completed, test_set_digest
+from recognize_me.report import best_model_dir, test_set_digest
 from tasks.data import (
     check_data,
     create_run_folder,
     ensure_demo_data,
-    fingerprint,
+    fingerprint_sources,
     ingest_celeba,
     inventory,
     split_data,
@@ -27,23 +27,24 @@ from tasks.reporting import publish_report
 def train_all(config: PipelineConfig) -> str:
     run_dir = create_run_folder(config)
     ensure_demo_data(config)
-    tables = ingest_celeba(config)
-    manifest = inventory(tables)
-    check_data(config, tables, manifest, run_dir)
-    data_fingerprint = fingerprint(config, tables, manifest)
+    source = fingerprint_sources(config)
+    cached = {"refresh_cache": config.refresh}
+    tables = ingest_celeba.with_options(**cached)(config, source)
+    manifest = inventory.with_options(**cached)(tables, source)
+    check_data.with_options(**cached)(config, tables, manifest, run_dir, source)
     splits_csv = split_data(config, tables, manifest, run_dir)
 
     n_workers = worker_count(config, len(config.models))
-    jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, data_fingerprint,
+    jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, source,
                      threads=threads_per_worker(n_workers))
-    outcomes = run_parallel(jobs, config.dask_address, n_workers)
+    outcomes = run_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh)
 
     report = publish_report(run_dir, splits_csv, tables.paths.images_dir, config.attribute_names, outcomes)
-    best = best_completed(outcomes)
+    best = best_model_dir(run_dir, outcomes)
     if best is not None:
-        promote(config.output_root, "celeba", run_dir / "models" / best, "mean_accuracy",
+        promote(config.output_root, "celeba", best, "mean_accuracy",
                 test_set_digest(splits_csv, config.attribute_names),
-                lineage={"data_fingerprint": data_fingerprint, "seed": config.seed, "run_dir": str(run_dir),
+                lineage={"data_fingerprint": source, "seed": config.seed, "run_dir": str(run_dir),
                          "config": json.loads(config.to_json())})
     print(f"report: {report}")
     return str(report)

@@ -13,8 +13,8 @@ from tasks.training import collect_outcome, train_model
 
 
 @flow(name="train-models")
-def train_models(jobs: list[TrainJob]) -> list[dict[str, Any]]:
-    futures = [train_model.submit(job) for job in jobs]
+def train_models(jobs: list[TrainJob], refresh: bool = False) -> list[dict[str, Any]]:
+    futures = [train_model.with_options(refresh_cache=refresh).submit(job) for job in jobs]
     return [collect_outcome(future, job) for future, job in zip(futures, jobs, strict=True)]
 
 
@@ -34,7 +34,8 @@ def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
                                           "env": {"PREFECT_API_URL": api_url}})
 
 
-def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int) -> list[dict[str, Any]]:
+def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int,
+                 refresh: bool = False) -> list[dict[str, Any]]:
     """A dead worker process makes Dask retry its job once, then report it failed (KilledWorker)."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return train_models.with_options(task_runner=dask_runner(address, n_workers))(jobs)
+        return train_models.with_options(task_runner=dask_runner(address, n_workers))(jobs, refresh=refresh)

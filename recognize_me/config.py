@@ -106,10 +106,10 @@ class PipelineConfig(BaseModel):
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
 
-    #: Fields that say where and how a run executes, not what it computes.
-    EXECUTION_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"output_root", "run_name", "refresh", "dask_address", "n_workers", "fault_injection"})
+    #: Fields that decide what is read and checked (the ingestion caches' key).
+    DATA_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"celeba_dir", "attr_file", "partition_file", "identity_file", "images_dir", "me_dir", "others_dir",
+         "attributes", "max_absent_fraction", "max_undecodable_fraction"})
 
-    def fingerprint_json(self) -> str:
-        """The config as it affects results (execution-only fields left out)."""
-        return json.dumps(self.model_dump(mode="json", exclude=set(self.EXECUTION_FIELDS)), sort_keys=True)
+    def data_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", include=set(self.DATA_FIELDS)), sort_keys=True)

@@ -248,7 +248,8 @@ def _render_photos(folder: Path, prefix: str, people: list[tuple[Mapping[str, in
                    rng: np.random.Generator) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, ((attrs, look), photo_rng) in enumerate(zip(people, rng.spawn(len(people)), strict=True), start=1):
-        render_face(attrs, look, photo_scene(photo_rng), photo_rng).save(folder / f"{prefix}_{i:04d}.png")
+        img = render_face(attrs, look, photo_scene(photo_rng), photo_rng)
+        img.save(folder / f"{prefix}_{i:04d}.png", compress_level=1)  # noise compresses badly anyway
 
 
 def generate_demo_data(out_dir: Path, n_images: int = 2000, seed: int = 0, n_me: int = 40,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -195,9 +196,7 @@ class _Painter:
         self.draw.line(self.pts(points), fill=fill, width=self.w(width), joint="curve")
 
     def ellipse(self, x: float, y: float, rx: float, ry: float, fill=None, outline=None, width: float = 0.0):
-        n = min(48, max(8, int(max(rx, ry) * self.u * 0.8)))
-        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-        ring = np.stack([x + rx * np.cos(t), y + ry * np.sin(t)], axis=1)
+        ring = _unit_circle(min(48, max(8, int(max(rx, ry) * self.u * 0.8)))) * (rx, ry) + (x, y)
         if fill is not None:
             self.polygon(ring, fill=fill)
         if outline is not None:
@@ -213,6 +212,12 @@ class _Painter:
         if fill is not None:
             self.polygon(ring, fill=fill)
         self.line(np.concatenate([ring, ring[:2]]), fill=outline, width=width)
+
+
+@lru_cache(maxsize=64)
+def _unit_circle(n: int) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([np.cos(t), np.sin(t)], axis=1)
 
 
 def _rot90(points: np.ndarray, k: int) -> np.ndarray:
@@ -267,29 +272,41 @@ def _wavy(points: np.ndarray, amplitude: float, freq: float, axis: int) -> np.nd
     return out
 
 
+def _strand_colour(hair: RGB) -> RGB:
+    """Strand lines that stand out: darker on light hair, lighter on dark hair."""
+    return _shade(hair, 0.6) if sum(hair) > 330 else _mix(hair, (190, 170, 150), 0.45)
+
+
 def _hair_back(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) -> None:
     if a.get("Bald"):
         return
     wavy = bool(a.get("Wavy_Hair"))
-    strand = _shade(look.hair, 0.7) if sum(look.hair) > 200 else _mix(look.hair, (110, 100, 95), 0.35)
+    strand = _strand_colour(look.hair)
     if look.long_hair:
+        # straight: long, flared, blunt cut; wavy: long with rippled edges; neither: a softer,
+        # shorter bob whose ends curl inwards
+        textured = wavy or bool(a.get("Straight_Hair"))
         a_, b_ = g.fw + 0.2, g.top + 0.2
         t = np.linspace(np.pi, 2 * np.pi, 24)
         crown = np.stack([a_ * np.cos(t), b_ * np.sin(t)], axis=1)
-        ys = np.linspace(0, 2.2, 16)
-        right = np.stack([np.full_like(ys, a_ + 0.05) + 0.12 * ys, ys], axis=1)
-        left = np.stack([-(a_ + 0.05) - 0.12 * ys, ys], axis=1)[::-1]
+        length = 2.2 if textured else 1.7
+        ys = np.linspace(0, length, 16)
+        flare = 0.12 * ys if textured else 0.2 * np.sin(np.pi * ys / length)
+        right = np.stack([a_ + 0.05 + flare, ys], axis=1)
+        if not textured:
+            right = np.concatenate([right, [(a_ - 0.05, length + 0.1), (a_ - 0.3, length - 0.05)]])
         if wavy:
-            right, left = _wavy(right, 0.1, 7.0, 0), _wavy(left, 0.1, 7.0, 0)
+            right = _wavy(right, 0.1, 7.0, 0)
+        left = right[::-1] * np.array([-1.0, 1.0])
         pp.polygon(np.concatenate([left, crown, right]), fill=look.hair)
-        if wavy or a.get("Straight_Hair"):
+        if textured:
             for side in (-1, 1):
-                for k in range(4):
-                    x0 = side * (g.fw + 0.02 + 0.09 * k)
+                for k in range(3):
+                    x0 = side * (g.fw + 0.04 + 0.12 * k)
                     line = np.stack([np.full_like(ys, x0) + side * 0.1 * ys, ys], axis=1)
                     if wavy:
                         line = _wavy(line, 0.07, 7.0, 0)
-                    pp.line(line, fill=_rgba(strand, 200), width=0.03)
+                    pp.line(line, fill=_rgba(strand, 220), width=0.045)
     else:
         t = np.linspace(np.pi * 0.92, np.pi * 2.08, 40)
         r = 1 + (0.045 * np.sin(14 * t) if wavy else 0)
@@ -327,12 +344,12 @@ def _hair_front(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) ->
     pp.polygon(np.concatenate([crown, hairline]), fill=look.hair)
     # strands: straight lines or waves running from the crown to the hairline
     if a.get("Straight_Hair") or a.get("Wavy_Hair"):
-        strand = _shade(look.hair, 0.65) if sum(look.hair) > 200 else _mix(look.hair, (120, 110, 105), 0.35)
+        strand = _strand_colour(look.hair)
         for x_end, y_end in hairline[2:-2:2]:
             line = np.stack([np.linspace(x_end * 0.5, x_end, 8), np.linspace(-by + 0.12, y_end - 0.03, 8)], axis=1)
             if a.get("Wavy_Hair"):
                 line = _wavy(line, 0.05, 16.0, 0)
-            pp.line(line, fill=_rgba(strand, 210), width=0.028)
+            pp.line(line, fill=_rgba(strand, 220), width=0.04)
 
 
 def _body(pp: _Painter, a: Mapping[str, int], look: Look, scene: Scene, rng: np.random.Generator) -> None:
@@ -378,10 +395,12 @@ def _face(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry) -> np.nd
     outline = g.outline()
     pp.polygon(outline, fill=look.skin)
     # soft shading at the sides and eye sockets: gives the Haar cascade its dark/light bands
-    dark = _rgba(_shade(look.skin, 0.5), 75)
+    darkness = 1 - sum(look.skin) / 765           # dark skin needs more light on the cheeks
     for side in (-1, 1):
-        pp.ellipse(side * g.eye_x, g.eye_y - 0.05, 0.28, 0.18, fill=dark)
-        pp.ellipse(side * 0.42, 0.18, 0.24, 0.14, fill=(255, 255, 255, 35))
+        pp.ellipse(side * g.eye_x, g.eye_y - 0.05, 0.28, 0.18, fill=(25, 15, 12, 85))
+        pp.ellipse(side * 0.42, 0.18, 0.24, 0.14, fill=(255, 240, 230, int(25 + 60 * darkness)))
+    pp.ellipse(0, -0.72, 0.5, 0.2, fill=(255, 240, 230, int(90 * darkness)))                # forehead sheen
+    pp.polygon([(-0.07, -0.2), (0.07, -0.2), (0.05, 0.15), (-0.05, 0.15)], fill=(255, 240, 230, int(90 * darkness)))
     if a.get("Double_Chin"):
         pp.ellipse(0, g.bottom + 0.04, 0.55 * g.fw, 0.22, fill=look.skin)
         t = np.linspace(0.15 * np.pi, 0.85 * np.pi, 16)
@@ -475,10 +494,13 @@ def _nose(pp: _Painter, a: Mapping[str, int], look: Look) -> None:
     pp.line([(-0.06, -0.08), (-w, 0.2)], fill=_rgba(_shade(look.skin, 0.65), 170), width=0.035)
     pp.polygon([(0.04, -0.08), (0.08, -0.08), (w + 0.02, 0.22), (w - 0.02, 0.22)], fill=(255, 255, 255, 60))
     if a.get("Pointy_Nose"):
-        pp.polygon([(-w - 0.02, 0.18), (w + 0.02, 0.18), (0.02, 0.5 + 0.06 * big), (-0.02, 0.5 + 0.06 * big)],
-                   fill=_shade(look.skin, 0.9), outline=edge, width=0.03)
+        tip = 0.52 + 0.06 * big
+        pp.polygon([(-w - 0.03, 0.16), (w + 0.03, 0.16), (0.015, tip), (-0.015, tip)],
+                   fill=_shade(look.skin, 0.9), outline=edge, width=0.045)
+        pp.polygon([(-w - 0.03, 0.16), (-0.015, tip), (-0.05, 0.3)], fill=_rgba(_shade(look.skin, 0.4), 150))
     else:
         pp.ellipse(0, 0.3, w + 0.05, 0.1 * big, fill=_shade(look.skin, 0.9), outline=edge, width=0.03)
+        pp.ellipse(0.02, 0.27, 0.04, 0.035, fill=(255, 255, 255, 110))
     for side in (-1, 1):
         pp.ellipse(side * (w * 0.85), 0.36, 0.05 * big, 0.03 * big, fill=_rgba(_shade(look.skin, 0.3), 240))
 
@@ -518,11 +540,11 @@ def _mouth(pp: _Painter, a: Mapping[str, int], look: Look, rng: np.random.Genera
     dark gap (teeth when smiling), Big_Lips doubles the lip height, lipstick paints them red."""
     smile, open_ = bool(a.get("Smiling")), bool(a.get("Mouth_Slightly_Open"))
     lip = (_LIPSTICKS[int(rng.integers(len(_LIPSTICKS)))] if a.get("Wearing_Lipstick")
-           else _mix(_shade(look.skin, 0.8), (150, 60, 60), 0.45))
+           else _mix(_shade(look.skin, 0.78), (150, 80, 80), 0.3))
     y0, mw = 0.68, 0.4 if smile else 0.29
     lift = 0.17 if smile else -0.02
     gap = (0.22 if smile else 0.12) if open_ else 0.0
-    thick = 0.095 if a.get("Big_Lips") else 0.04
+    thick = 0.1 if a.get("Big_Lips") else 0.045
     xs = np.linspace(-mw, mw, 17)
     q = 1 - (xs / mw) ** 2
     mid = y0 - lift * (xs / mw) ** 2

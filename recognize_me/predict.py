@@ -159,17 +159,21 @@ def _read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def _attribute_folder(run_dir: Path, row: dict[str, Any]) -> Path:
+    """A leaderboard row's model folder: its ``model_dir`` when given (cached training), else the run's."""
+    return Path(row.get("model_dir") or run_dir / "models" / str(row.get("model")))
+
+
 def _best_attribute_model(run_dir: Path) -> tuple[str, Path]:
     board_path = run_dir / "leaderboard.json"
     if not board_path.is_file():
         raise FileNotFoundError(f"{board_path} not found: train the CelebA models (train-all) first")
     rows = [r for r in _read_json(board_path) if r.get("status") == "completed"
-            and r.get("mean_accuracy") is not None
-            and (run_dir / "models" / str(r.get("model")) / "model.keras").is_file()]
+            and r.get("mean_accuracy") is not None and (_attribute_folder(run_dir, r) / "model.keras").is_file()]
     if not rows:
         raise FileNotFoundError(f"no completed attribute model with a model.keras in {run_dir / 'models'}")
     best = max(rows, key=lambda r: float(r["mean_accuracy"]))  # first of equals (board order) wins
-    return str(best["model"]), run_dir / "models" / str(best["model"]) / "model.keras"
+    return str(best["model"]), _attribute_folder(run_dir, best) / "model.keras"
 
 
 def _best_me_model(run_dir: Path) -> tuple[str, Path, dict[str, Any]]:

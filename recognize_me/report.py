@@ -41,13 +41,17 @@ def leaderboard(outcomes: list[dict[str, Any]], baseline: dict[str, Any]) -> lis
     return sorted(rows, key=lambda r: -(r["mean_accuracy"] if r["mean_accuracy"] is not None else -1))
 
 
-def best_completed(outcomes: list[dict[str, Any]], metric: str = "mean_accuracy") -> str | None:
+def best_model_dir(run_dir: Path, outcomes: list[dict[str, Any]], metric: str = "mean_accuracy") -> Path | None:
     done = [o for o in outcomes if o.get("status") == "completed"]
-    return max(done, key=lambda o: o[metric])["model"] if done else None
+    return model_folder(run_dir, max(done, key=lambda o: o[metric])) if done else None
 
 
-def _load_model_outputs(run_dir: Path, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    folder = run_dir / "models" / model
+def model_folder(run_dir: Path, outcome: dict[str, Any]) -> Path:
+    """Where a model's files are: this run's folder, or an earlier run's when training was cached."""
+    return Path(outcome.get("model_dir") or Path(run_dir) / "models" / outcome["model"])
+
+
+def _load_model_outputs(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     per_attr = pd.DataFrame(json.loads((folder / "metrics.json").read_text())["per_attribute"])
     return per_attr, pd.read_csv(folder / "history.csv")
 
@@ -57,8 +61,9 @@ def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: 
     """Write figures and ``report.html`` into ``run_dir``; failed models appear as failed rows."""
     baseline, base_attr = majority_baseline(splits_csv, attributes)
     board = leaderboard(outcomes, baseline)
-    done = [o["model"] for o in outcomes if o.get("status") == "completed"]
-    per_attr = {m: _load_model_outputs(run_dir, m) for m in done}
+    folders = {o["model"]: model_folder(run_dir, o) for o in outcomes if o.get("status") == "completed"}
+    per_attr = {m: _load_model_outputs(f) for m, f in folders.items()}
+    done = list(folders)
     acc = pd.DataFrame({m: t.set_index("attribute")["accuracy"] for m, (t, _) in per_attr.items()}
                        | {"majority_baseline": base_attr.set_index("attribute")["accuracy"]})
     figures = {}
@@ -68,7 +73,7 @@ def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: 
         figures["Per-attribute test accuracy"] = plots.per_attribute_chart(acc, run_dir / "per_attribute.png")
     best = next((r["model"] for r in board if r["status"] == "completed"), None)
     if best is not None:
-        figures[f"Test faces, {best}: predicted vs true"] = _best_model_grid(run_dir, best, splits_csv,
+        figures[f"Test faces, {best}: predicted vs true"] = _best_model_grid(run_dir, folders[best], splits_csv,
                                                                             images_dir, attributes)
     write_json(run_dir / "leaderboard.json", board)
     html_path = write_text(run_dir / "report.html",
@@ -76,11 +81,11 @@ def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: 
     return Report(html_path=html_path, leaderboard=board, per_attribute=acc, best_model=best)
 
 
-def _best_model_grid(run_dir: Path, model: str, splits_csv: Path, images_dir: Path,
+def _best_model_grid(run_dir: Path, folder: Path, splits_csv: Path, images_dir: Path,
                      attributes: tuple[str, ...], n: int = 8) -> Path:
-    preds = pd.read_csv(run_dir / "models" / model / "predictions_test.csv", dtype={"image_id": str}).head(n)
+    preds = pd.read_csv(folder / "predictions_test.csv", dtype={"image_id": str}).head(n)
     truth = pd.read_csv(splits_csv, dtype={"image_id": str}).set_index("image_id")
-    metrics = json.loads((run_dir / "models" / model / "metrics.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
     thresholds = np.array([r.get("threshold", 0.5) for r in metrics["per_attribute"]])
     captions = []
     for _, row in preds.iterrows():

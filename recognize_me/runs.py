@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -53,4 +54,18 @@ def data_fingerprint(files: Iterable[Path | None], config_json: str, extra: Iter
         h.update(item.encode())
     h.update(config_json.encode())
     h.update(__version__.encode())
+    return h.hexdigest()
+
+
+def folder_signature(folder: Path) -> str:
+    """sha256 over (name, size, mtime) of a folder's files: changes when an image is added, replaced or removed.
+
+    Cheap (one ``scandir``), so it can key caches; contents are not read.
+    """
+    h = hashlib.sha256()
+    folder = Path(folder)
+    if folder.is_dir():
+        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file())
+        for name, size, mtime in entries:
+            h.update(f"{name}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()

@@ -54,6 +54,20 @@ class TrainJob:
     def model_seed(self) -> int:
         return self.seed + SEED_OFFSETS.get(self.model, 9000)
 
+    def cache_key(self) -> str:
+        """What the trained model depends on: data fingerprint and hyperparameters, not where it runs."""
+        import hashlib
+        import json
+
+        from recognize_me.runs import file_digest
+
+        d = _job_dict(self)
+        for where in ("run_dir", "splits_csv", "threads", "fault_exit_epoch"):
+            d.pop(where)
+        d["data_fingerprint"] = self.context.get("data_fingerprint")
+        d["splits"] = file_digest(Path(self.splits_csv))
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
 
 def configure_tensorflow(threads: int, seed: int) -> None:
     """Per-process TF setup: thread pools sized to share the cores, seeds, deterministic ops."""
@@ -149,6 +163,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     tuned = per_attribute_metrics(y_test, binarize(test_scores, thresholds), names).assign(threshold=thresholds)
     summary = {
         "model": job.model, "status": "completed", "description": spec.description,
+        "model_dir": str(job.out_dir),
         "params": int(model.count_params()), "train_time_s": round(train_time, 2),
         "epochs_run": int(sum(len(h) for h in histories)), "seed": job.model_seed,
         "test_images": len(y_test), **summarize(tuned),

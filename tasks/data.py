@@ -8,12 +8,12 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from recognize_me.celeba_files import CelebaFormatError, CelebaTables
+from recognize_me.celeba_files import CelebaFormatError, CelebaTables, locate_celeba_files
 from recognize_me.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.config import PipelineConfig
 from recognize_me.fileio import write_with
 from recognize_me.inventory import summarize_manifest
-from recognize_me.runs import create_run_dir, data_fingerprint
+from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature
 from recognize_me.splits import make_splits, split_counts
 from recognize_me.validation import check_tables, inventory_tables, load_tables
 
@@ -38,8 +38,27 @@ def ensure_demo_data(config: PipelineConfig) -> None:
         generate_demo_data(config.celeba_dir)
 
 
-@task(name="ingest-celeba")
-def ingest_celeba(config: PipelineConfig) -> CelebaTables:
+def _by_source(context, parameters) -> str:
+    """Cache key: the source fingerprint (file contents, image folder listing, result-relevant config)."""
+    return f"{context.task.name}-{parameters['source']}"
+
+
+@task(name="fingerprint-sources")
+def fingerprint_sources(config: PipelineConfig) -> str:
+    """Never cached: it is what tells whether anything changed since the last run."""
+    paths = locate_celeba_files(config.celeba_dir, config.attr_file, config.partition_file,
+                                config.identity_file, config.images_dir)
+    extra = [folder_signature(paths.images_dir)]
+    for folder in (config.me_dir, config.others_dir):
+        extra.append(folder_signature(folder) if folder else "-")
+    fingerprint = data_fingerprint([paths.attr_file, paths.partition_file, paths.identity_file],
+                                   config.data_json(), extra=extra)
+    get_run_logger().info("source fingerprint %s", fingerprint[:16])
+    return fingerprint
+
+
+@task(name="ingest-celeba", cache_key_fn=_by_source, persist_result=True)
+def ingest_celeba(config: PipelineConfig, source: str) -> CelebaTables:
     try:
         tables = load_tables(config)
     except CelebaFormatError as err:
@@ -51,15 +70,16 @@ def ingest_celeba(config: PipelineConfig) -> CelebaTables:
     return tables
 
 
-@task(name="inventory-images")
-def inventory(tables: CelebaTables) -> pd.DataFrame:
+@task(name="inventory-images", cache_key_fn=_by_source, persist_result=True)
+def inventory(tables: CelebaTables, source: str) -> pd.DataFrame:
     manifest = inventory_tables(tables)
     get_run_logger().info("image inventory: %s", summarize_manifest(manifest))
     return manifest
 
 
-@task(name="check-data")
-def check_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame, run_dir: Path) -> CheckReport:
+@task(name="check-data", cache_key_fn=_by_source, persist_result=True)
+def check_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame, run_dir: Path,
+               source: str) -> CheckReport:
     report = check_tables(config, tables, manifest, docs_dir=run_dir / "data_docs")
     status = "passed" if report.success else "FAILED"
     create_markdown_artifact(report.to_markdown(), key=CHECKS_KEY, description=f"data checks: {status}")
@@ -88,11 +108,3 @@ def split_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFr
     path = write_with(run_dir / "splits.csv", lambda p: table.to_csv(p, index=False))
     get_run_logger().info("splits %s -> %s", split_counts(splits), path)
     return path
-
-
-@task(name="fingerprint-data")
-def fingerprint(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame) -> str:
-    manifest_digest = pd.util.hash_pandas_object(manifest, index=False).sum()
-    p = tables.paths
-    return data_fingerprint([p.attr_file, p.partition_file, p.identity_file], config.fingerprint_json(),
-                            extra=[str(manifest_digest)])

@@ -15,7 +15,12 @@ def artifact_key(prefix: str, name: str) -> str:
     return f"{prefix}-{name}".lower().replace("_", "-")
 
 
-@task(name="train-model", task_run_name="train-{job.model}")
+def _job_key(context, parameters) -> str:
+    return f"train-{parameters['job'].model}-{parameters['job'].cache_key()}"
+
+
+@task(name="train-model", task_run_name="train-{job.model}", cache_key_fn=_job_key, persist_result=True,
+      retries=1)
 def train_model(job: TrainJob) -> dict[str, Any]:
     logger = get_run_logger()
     progress_id = create_progress_artifact(0.0, key=artifact_key("training", job.model),

@@ -101,10 +101,11 @@ def test_config_is_frozen_and_round_trips_through_json() -> None:
     assert again == config
 
 
-def test_fingerprint_ignores_execution_fields_only() -> None:
+def test_data_json_holds_only_what_decides_the_data() -> None:
     base = _config()
-    assert _config(run_name="x", refresh=True, n_workers=2).fingerprint_json() == base.fingerprint_json()
-    assert _config(seed=1).fingerprint_json() != base.fingerprint_json()
+    assert _config(run_name="x", refresh=True, n_workers=2, epochs=9, seed=1).data_json() == base.data_json()
+    assert _config(attributes="reliable32").data_json() != base.data_json()
+    assert _config(max_absent_fraction=0.5).data_json() != base.data_json()
 
 
 # --- CLI flags -> config ------------------------------------------------------------------------

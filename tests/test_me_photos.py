@@ -17,7 +17,8 @@ from PIL import Image
 from recognize_me.demo_data import generate_demo_data
 from recognize_me.facecrop import REASON_NO_FACE
 from recognize_me.me_photos import MANIFEST_COLUMNS, PHOTO_COLUMNS, load_photo_table, prepare_photos
-from recognize_me.photo_splits import stable_split
+from recognize_me.photo_splits import assign_splits, stable_split
+from recognize_me.photos import Photo
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 FRACTIONS = (0.5, 0.25, 0.25)
@@ -27,7 +28,7 @@ FRACTIONS = (0.5, 0.25, 0.25)
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo data plus, in me/: a copy of one photo, a blank picture (no face), a text file, a broken PNG."""
     root = tmp_path_factory.mktemp("me_photos")
-    paths = generate_demo_data(root, n_images=60, seed=1, n_me=8, n_others=8)
+    paths = generate_demo_data(root, n_images=20, seed=1, n_me=8, n_others=8)
     shutil.copyfile(paths.me_dir / "me_0001.png", paths.me_dir / "zz_copy_of_0001.png")
     Image.new("RGB", (200, 240), (128, 128, 128)).save(paths.me_dir / "blank.png")
     (paths.me_dir / "notes.txt").write_text("not a photo")
@@ -76,11 +77,13 @@ def test_rejected_files_and_reasons(demo: Path, prepared) -> None:
 def test_splits_follow_the_original_content_hash(prepared) -> None:
     photo_set, _ = prepared
     table = photo_set.table
-    # both classes in every split with this seed, so the small-set guarantee moved nothing
-    assert set(table.groupby(["split", "label"]).size().index) == {
-        (s, label) for s in ("train", "val", "test") for label in ("me", "other")}
-    for row in table.itertuples():
-        assert row.split == stable_split(row.sha256, 3, FRACTIONS)
+    # exactly assign_splits on the originals' hashes (the copy shares its original's hash)
+    photos = [Photo(Path(r.path), r.label, r.sha256, r.width, r.height) for r in table.itertuples()]
+    expected = assign_splits(photos, seed=3, fractions=FRACTIONS)
+    assert table["split"].tolist() == expected["split"].tolist()
+    others = table[table["label"] == "other"]  # never moved by the small-set guarantee
+    assert others["split"].tolist() == [stable_split(h, 3, FRACTIONS) for h in others["sha256"]]
+    assert {"train", "test"} <= set(table.loc[table["label"] == "me", "split"])
     copies = table[table["sha256"] == table.loc[table["path"].str.endswith("me_0001.png"), "sha256"].item()]
     assert len(copies) == 2 and copies["split"].nunique() == 1 and copies["crop_path"].nunique() == 1
     assert photo_set.counts()["train"]["me"] == int(((table["split"] == "train") & (table["label"] == "me")).sum())

@@ -1,0 +1,176 @@
+"""recognize_me.predict: "is this me?" + attributes for new photos, and finding a run's best models.
+
+Untrained tiny models (32x32) stand in for trained ones: the tests check plumbing and format, not skill.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
+from recognize_me.demo_data import generate_demo_data
+from recognize_me.predict import (
+    ERROR_NO_FACE,
+    PredictorConfig,
+    load_run_models,
+    predict_images,
+    prepare_image,
+)
+
+SIZE = (32, 32)
+NAMES = list(CELEBA_ATTRIBUTES)
+KEYS = {"path", "error", "me_probability", "is_me", "threshold", "attributes", "face_box", "n_faces"}
+
+
+def _save_models(folder: Path, seed: int = 0, size: tuple[int, int] = SIZE) -> tuple[Path, Path]:
+    from recognize_me.models import BuildOptions, get_model_spec
+    from recognize_me.transfer import build_transfer_model, feature_extractor
+
+    keras.utils.set_random_seed(seed)
+    base = get_model_spec("baseline_cnn").build((*size, 3), len(NAMES), BuildOptions())
+    me = build_transfer_model(feature_extractor(base), size, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    base.save(folder / "attributes.keras")
+    me.save(folder / "me.keras")
+    return folder / "me.keras", folder / "attributes.keras"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("predict")
+    demo = generate_demo_data(root / "demo", n_images=4, seed=2, n_me=2, n_others=2)
+    Image.new("RGB", (220, 260), (90, 90, 90)).save(root / "blank.png")
+    me_model, attr_model = _save_models(root / "models")
+    return {"root": root, "me_photo": demo.me_dir / "me_0001.png", "others": demo.others_dir,
+            "blank": root / "blank.png", "me_model": me_model, "attr_model": attr_model}
+
+
+def _predict(env: dict[str, Path], paths: list[Path], **kw) -> list[dict]:
+    args = {"threshold": 0.5, "attribute_names": NAMES, "image_size": SIZE, "crop": "square", **kw}
+    return predict_images(paths, env["me_model"], env["attr_model"], **args)
+
+
+@pytest.mark.parametrize("crop", ["square", "face", "none"])
+def test_prepare_image_matches_the_training_pipeline(tmp_path: Path, crop: str) -> None:
+    from recognize_me.dataset import make_dataset
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "crop.png"
+    Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(path)
+    batch = next(iter(make_dataset([str(path)], None, image_size=SIZE, crop=crop, batch_size=1)))
+    with Image.open(path) as img:
+        mine = prepare_image(img, SIZE, crop)
+    assert mine.shape == (*SIZE, 3) and mine.dtype == np.float32
+    np.testing.assert_array_equal(mine, batch.numpy()[0])
+
+
+def test_output_format_and_no_face(env: dict[str, Path]) -> None:
+    results = _predict(env, [env["me_photo"], env["blank"], env["others"], env["root"] / "missing.png"])
+    assert [Path(r["path"]).name for r in results] == ["me_0001.png", "blank.png", "other_0001.png",
+                                                       "other_0002.png", "missing.png"]
+    assert all(set(r) == KEYS for r in results)
+    faces = [results[0], results[2], results[3]]
+    for r in faces:
+        assert r["error"] is None and r["n_faces"] >= 1 and len(r["face_box"]) == 4
+        assert 0.0 <= r["me_probability"] <= 1.0
+        assert isinstance(r["is_me"], bool) and r["is_me"] == (r["me_probability"] >= 0.5)
+        scores = [a["score"] for a in r["attributes"]]
+        assert scores == sorted(scores, reverse=True) and all(s >= 0.5 for s in scores)
+        assert {a["name"] for a in r["attributes"]} <= set(NAMES)
+    blank = results[1]
+    assert blank["error"] == ERROR_NO_FACE and blank["is_me"] is None and blank["me_probability"] is None
+    assert blank["attributes"] == [] and blank["n_faces"] == 0
+    assert results[4]["error"].startswith("cannot read image")
+    json.dumps(results)  # plain JSON-serialisable values
+
+
+def test_thresholds_decide(env: dict[str, Path]) -> None:
+    everything = _predict(env, [env["me_photo"]], threshold=0.0, attribute_thresholds=[0.0] * len(NAMES))[0]
+    assert everything["is_me"] is True and len(everything["attributes"]) == len(NAMES)
+    nothing = _predict(env, [env["me_photo"]], threshold=1.01, attribute_thresholds=[1.01] * len(NAMES))[0]
+    assert nothing["is_me"] is False and nothing["attributes"] == []
+    assert nothing["me_probability"] == pytest.approx(everything["me_probability"])
+
+
+def test_batching_does_not_change_scores(env: dict[str, Path]) -> None:
+    alone = _predict(env, [env["others"] / "other_0002.png"])[0]
+    batched = _predict(env, [env["me_photo"], env["others"]])[2]
+    assert batched["path"] == alone["path"]
+    assert batched["me_probability"] == pytest.approx(alone["me_probability"], abs=1e-6)
+
+
+def test_bad_arguments(env: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="attribute thresholds"):
+        _predict(env, [env["me_photo"]], attribute_thresholds=[0.5])
+    with pytest.raises(ValueError, match="outputs"):
+        _predict(env, [env["me_photo"]], attribute_names=NAMES[:3])
+    with pytest.raises(ValueError, match="image_size"):
+        _predict(env, [env["me_photo"]], image_size=(48, 48))
+    assert _predict(env, []) == []
+
+
+# --- load_run_models ---------------------------------------------------------------------------
+
+def _fake_run(run: Path, env: dict[str, Path], me_crop: str = "square") -> None:
+    board = [{"model": "resnet", "status": "completed", "mean_accuracy": 0.91},
+             {"model": "cnn_scheduled", "status": "completed", "mean_accuracy": 0.88},
+             {"model": "vgg16_finetune", "status": "failed", "mean_accuracy": None},
+             {"model": "majority_baseline", "status": "baseline", "mean_accuracy": 0.8}]
+    (run / "models").mkdir(parents=True)
+    (run / "leaderboard.json").write_text(json.dumps(board))
+    for row, thresholds in ((board[0], 0.3), (board[1], 0.6)):
+        folder = run / "models" / row["model"]
+        folder.mkdir()
+        shutil.copyfile(env["attr_model"], folder / "model.keras")
+        per_attribute = [{"attribute": n, "accuracy": 0.9, "threshold": thresholds + i / 1000}
+                         for i, n in enumerate(NAMES)]
+        (folder / "metrics.json").write_text(json.dumps({"per_attribute": per_attribute}))
+        (folder / "config.json").write_text(json.dumps({"job": {"image_size": list(SIZE), "crop": "square"}}))
+    for strategy, f1 in (("feature_extraction", 0.7), ("fine_tuning", 0.8)):
+        folder = run / "me" / strategy
+        folder.mkdir(parents=True)
+        shutil.copyfile(env["me_model"], folder / "model.keras")
+        (folder / "metrics.json").write_text(json.dumps({"strategy": strategy, "status": "completed", "f1": f1,
+                                                         "threshold": f1 / 2}))
+        (folder / "config.json").write_text(json.dumps({"job": {"image_size": list(SIZE), "crop": me_crop}}))
+
+
+def test_load_run_models_picks_the_best(env: dict[str, Path], tmp_path: Path) -> None:
+    _fake_run(tmp_path, env)
+    config = load_run_models(tmp_path)
+    assert isinstance(config, PredictorConfig)
+    assert config.attribute_model_name == "resnet"
+    assert config.attribute_model == tmp_path / "models" / "resnet" / "model.keras"
+    assert config.attribute_names == tuple(NAMES)
+    assert config.attribute_thresholds[:2] == pytest.approx((0.3, 0.301))
+    assert config.me_strategy == "fine_tuning" and config.me_f1 == 0.8
+    assert config.threshold == pytest.approx(0.4)
+    assert config.me_model == tmp_path / "me" / "fine_tuning" / "model.keras"
+    assert (config.image_size, config.crop) == (SIZE, "square")
+    # the best model's files missing: the next completed one is used
+    (tmp_path / "models" / "resnet" / "model.keras").unlink()
+    (tmp_path / "me" / "fine_tuning" / "model.keras").unlink()
+    fallback = load_run_models(tmp_path)
+    assert (fallback.attribute_model_name, fallback.me_strategy) == ("cnn_scheduled", "feature_extraction")
+    assert fallback.attribute_thresholds[0] == pytest.approx(0.6)
+    result = fallback.predict([env["me_photo"]])[0]
+    assert result["error"] is None and result["threshold"] == pytest.approx(0.35)
+
+
+def test_load_run_models_errors(env: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="leaderboard"):
+        load_run_models(tmp_path / "empty")
+    _fake_run(tmp_path / "mismatch", env, me_crop="face")
+    with pytest.raises(ValueError, match="cropped"):
+        load_run_models(tmp_path / "mismatch")
+    _fake_run(tmp_path / "no_me", env)
+    shutil.rmtree(tmp_path / "no_me" / "me")
+    with pytest.raises(FileNotFoundError, match="transfer model"):
+        load_run_models(tmp_path / "no_me")
