@@ -68,3 +68,25 @@ def test_bad_attribute_value_stops_before_any_model(prefect_server, demo_data, t
     assert "000004.jpg" in str(info.value)
     run_dirs = list((tmp_path / "out").iterdir())
     assert len(run_dirs) == 1 and not (run_dirs[0] / "models").exists()
+
+
+def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, demo_data, tmp_path):
+    from flows.train_all import train_all
+    from recognize_me.registry import ModelRegistry
+
+    config = _config(demo_data, tmp_path, models=["cnn_scheduled"], epochs=1, n_workers=1)
+    first = Path(train_all(config=config)).parent
+    second = Path(train_all(config=config)).parent
+    assert first != second
+    assert (first / "models" / "cnn_scheduled" / "model.keras").is_file()
+    assert not (second / "models").exists(), "an unchanged rerun must not train again"
+    assert json.loads((second / "leaderboard.json").read_text())[0]["model"] in {"cnn_scheduled",
+                                                                                   "majority_baseline"}
+    registry = ModelRegistry(tmp_path / "registry")
+    assert [v["version"] for v in registry.versions("celeba")] == [1]
+    decisions = registry.decisions("celeba")
+    assert [d["promoted"] for d in decisions] == [True, False]
+    assert "champion kept" in decisions[1]["reason"]
+
+    refreshed = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
+    assert (refreshed / "models" / "cnn_scheduled" / "model.keras").is_file()

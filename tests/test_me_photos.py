@@ -96,8 +96,6 @@ def test_csv_round_trip_and_rerun_is_identical(demo: Path, prepared, tmp_path: P
     pd.testing.assert_frame_equal(again.table.drop(columns="crop_path"), photo_set.table.drop(columns="crop_path"))
     for a, b in zip(again.table["crop_path"], photo_set.table["crop_path"], strict=True):
         assert Path(a).read_bytes() == Path(b).read_bytes()
-    other_seed = prepare_photos(demo / "me", demo / "others", tmp_path / "s9", seed=9, fractions=FRACTIONS)
-    assert other_seed.table["split"].tolist() != photo_set.table["split"].tolist()
 
 
 @pytest.mark.slow
@@ -115,7 +113,11 @@ def test_manifest_passes_the_photo_checks(prepared) -> None:
 
 def test_celeba_images_stand_in_for_others(demo: Path, tmp_path: Path) -> None:
     celeba = sorted((demo / "img_align_celeba").iterdir())
-    photo_set = prepare_photos(demo / "me", None, tmp_path / "a", seed=4, celeba_images=celeba, celeba_others=10)
+    me = tmp_path / "me"  # three own photos keep the four runs below quick
+    me.mkdir()
+    for name in ("me_0001.png", "me_0002.png", "me_0003.png"):
+        shutil.copyfile(demo / "me" / name, me / name)
+    photo_set = prepare_photos(me, None, tmp_path / "a", seed=4, celeba_images=celeba, celeba_others=10)
     others = photo_set.table[photo_set.table["label"] == "other"]
     assert len(others) == 10
     assert (others["path"] == others["crop_path"]).all()  # already framed: used in place, not copied
@@ -123,12 +125,12 @@ def test_celeba_images_stand_in_for_others(demo: Path, tmp_path: Path) -> None:
     assert (others["width"] == 178).all() and (others["height"] == 218).all()
     assert not any(p.name.startswith("0") for p in (tmp_path / "a" / "crops").iterdir())
     # seeded and independent of the order the candidates come in
-    reordered = prepare_photos(demo / "me", None, tmp_path / "b", seed=4, celeba_images=celeba[::-1],
+    reordered = prepare_photos(me, None, tmp_path / "b", seed=4, celeba_images=celeba[::-1],
                                celeba_others=10)
     assert reordered.table["path"].tolist() == photo_set.table["path"].tolist()
-    reseeded = prepare_photos(demo / "me", None, tmp_path / "c", seed=5, celeba_images=celeba, celeba_others=10)
+    reseeded = prepare_photos(me, None, tmp_path / "c", seed=5, celeba_images=celeba, celeba_others=10)
     assert set(reseeded.table.loc[reseeded.table["label"] == "other", "path"]) != set(others["path"])
-    everything = prepare_photos(demo / "me", None, tmp_path / "d", seed=4, celeba_images=celeba,
+    everything = prepare_photos(me, None, tmp_path / "d", seed=4, celeba_images=celeba,
                                 celeba_others=1000)
     assert (everything.table["label"] == "other").sum() == len(celeba)
 
