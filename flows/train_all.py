@@ -6,6 +6,7 @@ import json
 
 from prefect import flow
 
+from flows.recognize import recognize_me_stage
 from flows.train_models import run_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
@@ -19,6 +20,7 @@ from tasks.data import (
     inventory,
     split_data,
 )
+from tasks.me import prepare_me_photos
 from tasks.registry import promote
 from tasks.reporting import publish_report
 
@@ -33,6 +35,7 @@ def train_all(config: PipelineConfig) -> str:
     manifest = inventory.with_options(**cached)(tables, source)
     check_data.with_options(**cached)(config, tables, manifest, run_dir, source)
     splits_csv = split_data(config, tables, manifest, run_dir)
+    photos_csv = prepare_me_photos(config, run_dir, splits_csv, tables.paths.images_dir) if config.me_dir else None
 
     n_workers = worker_count(config, len(config.models))
     jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, source,
@@ -46,5 +49,8 @@ def train_all(config: PipelineConfig) -> str:
                 test_set_digest(splits_csv, config.attribute_names),
                 lineage={"data_fingerprint": source, "seed": config.seed, "run_dir": str(run_dir),
                          "config": json.loads(config.to_json())})
+    if photos_csv is not None:
+        me_report = recognize_me_stage(config, run_dir, photos_csv, outcomes, source)
+        print(f"recognize-me report: {me_report}")
     print(f"report: {report}")
     return str(report)

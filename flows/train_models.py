@@ -9,12 +9,19 @@ from prefect import flow, get_client
 from prefect_dask import DaskTaskRunner
 
 from recognize_me.training import TrainJob
-from tasks.training import collect_outcome, train_model
+from recognize_me.transfer import TransferJob
+from tasks.training import collect_outcome, train_model, train_transfer_model
 
 
 @flow(name="train-models")
 def train_models(jobs: list[TrainJob], refresh: bool = False) -> list[dict[str, Any]]:
     futures = [train_model.with_options(refresh_cache=refresh).submit(job) for job in jobs]
+    return [collect_outcome(future, job) for future, job in zip(futures, jobs, strict=True)]
+
+
+@flow(name="train-transfer-models")
+def train_transfer_models(jobs: list[TransferJob]) -> list[dict[str, Any]]:
+    futures = [train_transfer_model.submit(job) for job in jobs]
     return [collect_outcome(future, job) for future, job in zip(futures, jobs, strict=True)]
 
 
@@ -39,3 +46,8 @@ def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int,
     """A dead worker process makes Dask retry its job once, then report it failed (KilledWorker)."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         return train_models.with_options(task_runner=dask_runner(address, n_workers))(jobs, refresh=refresh)
+
+
+def run_transfer_parallel(jobs: list[TransferJob], address: str | None, n_workers: int) -> list[dict[str, Any]]:
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        return train_transfer_models.with_options(task_runner=dask_runner(address, n_workers))(jobs)

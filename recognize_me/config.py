@@ -58,6 +58,14 @@ class PipelineConfig(BaseModel):
     dask_address: str | None = Field(None, description="Existing Dask scheduler; None = local cluster.")
     n_workers: int | None = Field(None, ge=1, description="Local training processes; default min(models, cores).")
 
+    # --- recognize me (transfer from the CelebA model) ---------------------------------------------
+    me_base_model: ModelName = Field("cnn_scheduled", description="CelebA model to transfer from (the best "
+                                     "completed one when this one did not complete).")
+    me_epochs: int = Field(8, ge=2, description="Transfer epochs (fine tuning: half head-only, half unfrozen).")
+    me_min_photos: int = Field(10, ge=1, description="Fewer usable 'me' photos fail the photo checks.")
+    me_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    celeba_others: int = Field(300, ge=1, description="'Other' photos sampled from CelebA when no others_dir.")
+
     # --- output ------------------------------------------------------------------------------
     output_root: Path = Path("artifacts")
     run_name: str | None = Field(None, description="Run folder name; default: timestamp + short id.")
@@ -65,7 +73,7 @@ class PipelineConfig(BaseModel):
     fault_injection: dict[str, int] = Field(default_factory=dict, description="Testing only: model name -> "
                                             "epoch (0-based) at whose start that model's process exits hard.")
 
-    @field_validator("split_fractions")
+    @field_validator("split_fractions", "me_split_fractions")
     @classmethod
     def _fractions_sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(f < 0 for f in v) or abs(sum(v) - 1.0) > 1e-6:

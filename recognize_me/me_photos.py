@@ -159,3 +159,12 @@ def load_photo_table(photos_csv: Path) -> pd.DataFrame:
     """Read a ``photos.csv`` written by :func:`prepare_photos` (strings kept as strings)."""
     return pd.read_csv(photos_csv, dtype={"path": str, "crop_path": str, "label": str, "sha256": str,
                                           "split": str})
+
+
+def photo_test_set_digest(photos_csv: Path) -> str:
+    """sha256 of the test photos (content hashes and labels): champions compare on the same test photos."""
+    import hashlib
+
+    table = load_photo_table(photos_csv)
+    test = table.loc[table["split"] == "test", ["sha256", "label"]].sort_values(["sha256", "label"])
+    return hashlib.sha256(test.to_csv(index=False).encode()).hexdigest()

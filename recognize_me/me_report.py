@@ -113,3 +113,9 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
 
 def _img(path: Path, title: str, run_dir: Path) -> str:
     return f"<img src='{html.escape(_relative(path, run_dir))}' alt='{html.escape(title)}'>"
+
+
+def best_transfer_dir(results: list[dict[str, Any]], metric: str = "f1") -> Path | None:
+    """The output folder of the completed transfer model with the highest ``metric`` (None if none)."""
+    done = [r for r in results if r.get("status") == "completed" and r.get(metric) is not None]
+    return Path(max(done, key=lambda r: r[metric])["out_dir"]) if done else None

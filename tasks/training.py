@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from recognize_me.training import TrainJob, train_one
+from recognize_me.transfer import TransferJob, train_transfer
 
 
 def artifact_key(prefix: str, name: str) -> str:
@@ -19,26 +21,38 @@ def _job_key(context, parameters) -> str:
     return f"train-{parameters['job'].model}-{parameters['job'].cache_key()}"
 
 
-@task(name="train-model", task_run_name="train-{job.model}", cache_key_fn=_job_key, persist_result=True,
-      retries=1)
-def train_model(job: TrainJob) -> dict[str, Any]:
+def progress_hook(name: str) -> Callable[[str, int, int, dict[str, float]], None]:
+    """A per-epoch hook that logs through Prefect and moves a progress artifact keyed by ``name``."""
     logger = get_run_logger()
-    progress_id = create_progress_artifact(0.0, key=artifact_key("training", job.model),
-                                           description=f"{job.model}: epochs completed")
+    progress_id = create_progress_artifact(0.0, key=artifact_key("training", name),
+                                           description=f"{name}: epochs completed")
 
     def on_epoch(model: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
         logger.info("%s epoch %d/%d: %s", model, epoch, epochs, shown)
         update_progress_artifact(progress_id, 100.0 * epoch / epochs)
 
-    summary = train_one(job, on_epoch=on_epoch)
-    update_progress_artifact(progress_id, 100.0)
-    logger.info("%s: mean test accuracy %.4f in %.1f s", job.model, summary["mean_accuracy"],
-                summary["train_time_s"])
+    return on_epoch
+
+
+@task(name="train-model", task_run_name="train-{job.model}", cache_key_fn=_job_key, persist_result=True,
+      retries=1)
+def train_model(job: TrainJob) -> dict[str, Any]:
+    summary = train_one(job, on_epoch=progress_hook(job.model))
+    get_run_logger().info("%s: mean test accuracy %.4f in %.1f s", job.model, summary["mean_accuracy"],
+                          summary["train_time_s"])
     return {k: v for k, v in summary.items() if k != "per_attribute"}
 
 
-def collect_outcome(future: Any, job: TrainJob) -> dict[str, Any]:
+@task(name="train-transfer", task_run_name="transfer-{job.strategy}", retries=1)
+def train_transfer_model(job: TransferJob) -> dict[str, Any]:
+    summary = train_transfer(job, on_epoch=progress_hook(f"me-{job.strategy}"))
+    get_run_logger().info("%s: test F1 %.3f, AUC %s in %.1f s", job.strategy, summary["f1"],
+                          summary["roc_auc"], summary["train_time_s"])
+    return summary
+
+
+def collect_outcome(future: Any, job: TrainJob | TransferJob) -> dict[str, Any]:
     """The job's summary, or a ``failed`` row when its process died or it raised after its retry.
 
     A worker that dies hard never reports its task run's end, so the run is marked Crashed here.
@@ -47,9 +61,10 @@ def collect_outcome(future: Any, job: TrainJob) -> dict[str, Any]:
         return future.result()
     except BaseException as err:  # noqa: BLE001 - one model failing must not stop the others
         message = f"{type(err).__name__}: {err}"
-        get_run_logger().error("%s failed: %s", job.model, message)
+        name = getattr(job, "model", None) or getattr(job, "strategy", "?")
+        get_run_logger().error("%s failed: %s", name, message)
         _mark_crashed(getattr(future, "task_run_id", None), message)
-        return {"model": job.model, "status": "failed", "error": message}
+        return {"model": name, "strategy": name, "status": "failed", "error": message}
 
 
 def _mark_crashed(task_run_id: Any, message: str) -> None:

@@ -90,3 +90,20 @@ def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, d
 
     refreshed = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
     assert (refreshed / "models" / "cnn_scheduled" / "model.keras").is_file()
+
+
+def test_recognize_me_stage_trains_both_transfer_models(prefect_server, demo_data, tmp_path):
+    from flows.train_all import train_all
+    from recognize_me.registry import ModelRegistry
+
+    config = _config(demo_data, tmp_path, models=["cnn_scheduled"], epochs=1, me_dir=demo_data / "me",
+                     others_dir=demo_data / "others", me_epochs=2, me_min_photos=4, n_workers=2)
+    run_dir = Path(train_all(config=config)).parent
+    for strategy in ("feature_extraction", "fine_tuning"):
+        metrics = json.loads((run_dir / "me" / strategy / "metrics.json").read_text())
+        assert metrics["status"] == "completed"
+        assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_photos"] > 0
+        assert (run_dir / "me" / strategy / "model.keras").is_file()
+    assert "feature_extraction" in (run_dir / "me_report.html").read_text()
+    assert ModelRegistry(tmp_path / "registry").champion("recognize_me") is not None
+    assert {"recognize-me-metrics", "photo-checks", "promotion-recognize-me"} <= _artifact_keys()

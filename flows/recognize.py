@@ -1,0 +1,36 @@
+"""Subflow of train-all: transfer the CelebA model to "is this me?" by feature extraction and fine tuning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from flows.train_models import run_transfer_parallel
+from recognize_me.config import PipelineConfig
+from recognize_me.jobs import pick_base_model, plan_transfer_jobs, threads_per_worker, worker_count
+from recognize_me.me_photos import photo_test_set_digest
+from recognize_me.me_report import best_transfer_dir
+from tasks.me import publish_me_report
+from tasks.registry import promote
+
+
+@flow(name="recognize-me")
+def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
+                       outcomes: list[dict[str, Any]], data_fingerprint: str) -> str | None:
+    base = pick_base_model(outcomes, config.me_base_model, run_dir)
+    if base is None:
+        print("no CelebA model completed: nothing to transfer from")
+        return None
+    n_workers = worker_count(config, 2)
+    jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers))
+    results = run_transfer_parallel(jobs, config.dask_address, n_workers)
+    report = publish_me_report(run_dir, results)
+    best = best_transfer_dir(results)
+    if best is not None:
+        promote(config.output_root, "recognize_me", best, "f1", photo_test_set_digest(photos_csv),
+                lineage={"data_fingerprint": data_fingerprint, "seed": config.seed, "run_dir": str(run_dir),
+                         "base_model": str(base), "config": json.loads(config.to_json())})
+    return str(report)

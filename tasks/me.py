@@ -1,0 +1,52 @@
+"""Tasks of the "is this me?" stage: photos in and checked, transfer report, champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from recognize_me.check_report import DataCheckError, raise_on_critical
+from recognize_me.checks import check_photos
+from recognize_me.config import PipelineConfig
+from recognize_me.me_photos import prepare_photos
+from recognize_me.me_report import build_me_report
+
+PHOTO_CHECKS_KEY = "photo-checks"
+
+
+@task(name="prepare-me-photos")
+def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path) -> Path:
+    """Scan, face-crop, split and check the user's photos; "others" default to a CelebA train sample."""
+    train_ids = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype={"image_id": str})
+    celeba = [Path(images_dir) / i for i in train_ids.loc[train_ids["split"] == "train", "image_id"]]
+    photos = prepare_photos(config.me_dir, config.others_dir, Path(run_dir) / "photos", seed=config.seed,
+                            fractions=config.me_split_fractions, celeba_images=celeba,
+                            celeba_others=config.celeba_others)
+    report = check_photos(photos.to_manifest(), min_me=config.me_min_photos,
+                          docs_dir=Path(run_dir) / "data_docs")
+    rejected = "\n".join(f"- `{r.path.name}`: {r.reason}" for r in photos.rejected[:20]) or "none"
+    create_markdown_artifact(f"{report.to_markdown()}\n\n## Rejected photos ({len(photos.rejected)})\n\n"
+                             f"{rejected}\n\n## Photos per split\n\n{photos.counts()}\n",
+                             key=PHOTO_CHECKS_KEY, description="photo checks")
+    logger = get_run_logger()
+    logger.info("photos per split %s; %d rejected", photos.counts(), len(photos.rejected))
+    try:
+        raise_on_critical(report)
+    except DataCheckError:
+        logger.error("critical photo check failures; no model will be built:\n%s", report.to_markdown())
+        raise
+    return Path(run_dir) / "photos" / "photos.csv"
+
+
+@task(name="publish-me-report")
+def publish_me_report(run_dir: Path, results: list[dict[str, Any]]) -> Path:
+    report = build_me_report(run_dir, results)
+    create_table_artifact(report.rows, key="recognize-me-metrics",
+                          description="is this me? feature extraction vs fine tuning (test split)")
+    create_link_artifact(report.html_path.resolve().as_uri(), link_text="me_report.html", key="me-report")
+    get_run_logger().info("recognize-me report written to %s", report.html_path)
+    return report.html_path
