@@ -106,6 +106,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_train(args, **defaults)
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from recognize_me.predict import expand_paths, load_champions, load_run_models, summary_rows
+
+    predictor = load_run_models(Path(args.run)) if args.run else load_champions(Path(args.registry))
+    results = predictor.predict(expand_paths([Path(p) for p in args.images]))
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    print(f"models: is-me = {predictor.me_strategy} (threshold {predictor.threshold:.3f}), "
+          f"attributes = {predictor.attribute_model_name}")
+    for row in summary_rows(results):
+        verdict = row["error"] or f"{'ME' if row['is_me'] else 'not me'} (p={row['p_me']:.3f})"
+        print(f"{row['image']}: {verdict}" + (f" | {row['attributes']}" if row["attributes"] else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recognize-me", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,7 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=1600)
     add_config_flags(p)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("predict", help="is this me? and the CelebA attributes, for images or folders")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--registry", default="artifacts/registry", help="use this registry's champions (default)")
+    p.add_argument("--run", help="use the best models of this run folder instead of the champions")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("serve", help="local Prefect server (if none) + the prefect.yaml deployments")
+    p.add_argument("--only", nargs="+", help="serve only these deployment names")
+    p.set_defaults(func=cmd_serve)
     return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from deployments.serve import main as serve_main
+
+    return serve_main(["--only", *args.only] if args.only else [])
 
 
 def main(argv: list[str] | None = None) -> int:

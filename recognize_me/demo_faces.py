@@ -419,18 +419,20 @@ def _skin_marks(pp: _Painter, a: Mapping[str, int], look: Look, g: _Geometry, rn
         for side in (-1, 1):
             x = side * (ex + 0.24)
             for dy in (-0.08, 0.0, 0.08):
-                pp.line([(x, g.eye_y + dy * 0.4), (x + side * 0.14, g.eye_y + dy)], fill=line, width=0.035)
-            pp.line([(side * 0.2, 0.3), (side * 0.38, 0.5), (side * 0.44, 0.74)], fill=line, width=0.05)
-            pp.line([(side * 0.55, 0.8), (side * 0.5, 1.0)], fill=line, width=0.04)
+                pp.line([(x, g.eye_y + dy * 0.4), (x + side * 0.16, g.eye_y + dy * 1.3)], fill=line, width=0.045)
+            pp.line([(side * 0.2, 0.3), (side * 0.4, 0.5), (side * 0.47, 0.78)], fill=line, width=0.065)
+            pp.line([(side * 0.6, 0.78), (side * 0.52, 1.05)], fill=line, width=0.055)
+            pp.line([(side * (ex - 0.14), g.eye_y + 0.13), (side * (ex + 0.12), g.eye_y + 0.13)], fill=line,
+                    width=0.035)
     if not a.get("Attractive"):  # blotchy skin with spots
-        for _ in range(2):
+        for _ in range(3):
             x, y = rng.uniform(-0.6, 0.6), rng.uniform(-0.7, 0.6)
-            pp.ellipse(x, y, 0.16, 0.13, fill=_rgba(_mix(look.skin, (150, 60, 50), 0.6), 60))
-        for _ in range(int(rng.integers(7, 12))):
+            pp.ellipse(x, y, 0.2, 0.15, fill=_rgba(_mix(look.skin, (150, 50, 40), 0.7), 85))
+        for _ in range(int(rng.integers(8, 13))):
             x, y = rng.uniform(-0.72, 0.72), rng.uniform(-0.7, 0.55)
             if abs(y - g.eye_y) < 0.14 and abs(abs(x) - ex) < 0.26:
                 continue
-            pp.ellipse(x, y, 0.05, 0.05, fill=_rgba(_mix(look.skin, (120, 30, 30), 0.6), 220))
+            pp.ellipse(x, y, 0.06, 0.06, fill=_rgba(_mix(look.skin, (120, 30, 30), 0.6), 220))
     if a.get("High_Cheekbones"):
         for side in (-1, 1):
             pp.ellipse(side * 0.58, 0.08, 0.2, 0.09, fill=(255, 255, 255, 80))
@@ -541,10 +543,10 @@ def _mouth(pp: _Painter, a: Mapping[str, int], look: Look, rng: np.random.Genera
     smile, open_ = bool(a.get("Smiling")), bool(a.get("Mouth_Slightly_Open"))
     lip = (_LIPSTICKS[int(rng.integers(len(_LIPSTICKS)))] if a.get("Wearing_Lipstick")
            else _mix(_shade(look.skin, 0.78), (150, 80, 80), 0.3))
-    y0, mw = 0.68, 0.4 if smile else 0.29
+    y0, mw = 0.68, (0.4 if smile else 0.29) + (0.05 if a.get("Big_Lips") else 0.0)
     lift = 0.17 if smile else -0.02
     gap = (0.22 if smile else 0.12) if open_ else 0.0
-    thick = 0.1 if a.get("Big_Lips") else 0.045
+    thick = 0.125 if a.get("Big_Lips") else 0.045
     xs = np.linspace(-mw, mw, 17)
     q = 1 - (xs / mw) ** 2
     mid = y0 - lift * (xs / mw) ** 2

@@ -21,6 +21,7 @@ from PIL import Image
 
 from recognize_me.facecrop import FaceCropper
 from recognize_me.photos import SUPPORTED_SUFFIXES, load_rgb
+from recognize_me.report import model_folder
 
 ERROR_NO_FACE = "no face found"
 CHUNK = 256  # images decoded, cropped and predicted together
@@ -159,21 +160,16 @@ def _read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _attribute_folder(run_dir: Path, row: dict[str, Any]) -> Path:
-    """A leaderboard row's model folder: its ``model_dir`` when given (cached training), else the run's."""
-    return Path(row.get("model_dir") or run_dir / "models" / str(row.get("model")))
-
-
 def _best_attribute_model(run_dir: Path) -> tuple[str, Path]:
     board_path = run_dir / "leaderboard.json"
     if not board_path.is_file():
         raise FileNotFoundError(f"{board_path} not found: train the CelebA models (train-all) first")
     rows = [r for r in _read_json(board_path) if r.get("status") == "completed"
-            and r.get("mean_accuracy") is not None and (_attribute_folder(run_dir, r) / "model.keras").is_file()]
+            and r.get("mean_accuracy") is not None and (model_folder(run_dir, r) / "model.keras").is_file()]
     if not rows:
         raise FileNotFoundError(f"no completed attribute model with a model.keras in {run_dir / 'models'}")
     best = max(rows, key=lambda r: float(r["mean_accuracy"]))  # first of equals (board order) wins
-    return str(best["model"]), _attribute_folder(run_dir, best) / "model.keras"
+    return str(best["model"]), model_folder(run_dir, best) / "model.keras"
 
 
 def _best_me_model(run_dir: Path) -> tuple[str, Path, dict[str, Any]]:
@@ -203,10 +199,31 @@ def load_run_models(run_dir: Path) -> PredictorConfig:
     F1) with its threshold. Both must take the same image size and crop (``ValueError`` otherwise)."""
     run_dir = Path(run_dir)
     attr_name, attr_path = _best_attribute_model(run_dir)
+    strategy, me_path, me_metrics = _best_me_model(run_dir)
+    return _predictor(attr_name, attr_path, strategy, me_path, me_metrics)
+
+
+def load_champions(registry_root: Path) -> PredictorConfig:
+    """The champion attribute model (registry task ``celeba``) and "is this me?" model (``recognize_me``)."""
+    from recognize_me.registry import ModelRegistry
+
+    registry = ModelRegistry(Path(registry_root))
+    paths = {task: registry.champion_model_path(task) for task in ("celeba", "recognize_me")}
+    missing = [task for task, path in paths.items() if path is None]
+    if missing:
+        raise FileNotFoundError(f"no champion for {missing} in {registry_root}: run train-all first "
+                                "(with --me-dir for recognize_me)")
+    me_metrics = _read_json(paths["recognize_me"].parent / "metrics.json")
+    attr_name = _read_json(paths["celeba"].parent / "metrics.json").get("model", "celeba")
+    return _predictor(attr_name, paths["celeba"], me_metrics.get("strategy", "me"), paths["recognize_me"],
+                      me_metrics)
+
+
+def _predictor(attr_name: str, attr_path: Path, strategy: str, me_path: Path,
+               me_metrics: dict[str, Any]) -> PredictorConfig:
     attr_metrics = _read_json(attr_path.parent / "metrics.json")
     per_attribute = attr_metrics["per_attribute"]
     attr_size, attr_crop = _input_settings(attr_path.parent)
-    strategy, me_path, me_metrics = _best_me_model(run_dir)
     me_size, me_crop = _input_settings(me_path.parent, me_metrics)
     if (me_size, me_crop) != (attr_size, attr_crop):
         raise ValueError(f"the transfer model {me_path} takes {me_size} images cropped {me_crop!r} but the "
@@ -217,3 +234,14 @@ def load_run_models(run_dir: Path) -> PredictorConfig:
         attribute_names=tuple(str(r["attribute"]) for r in per_attribute),
         attribute_thresholds=tuple(float(r.get("threshold", 0.5)) for r in per_attribute),
         image_size=me_size, crop=me_crop)
+
+
+def summary_rows(results: list[dict[str, Any]], top: int = 6) -> list[dict[str, Any]]:
+    """One flat row per image, for a table or a terminal."""
+    rows = []
+    for r in results:
+        attrs = ", ".join(f"{a['name']} {a['score']:.2f}" for a in (r.get("attributes") or [])[:top])
+        rows.append({"image": Path(r["path"]).name, "is_me": r.get("is_me"),
+                     "p_me": None if r.get("me_probability") is None else round(r["me_probability"], 3),
+                     "attributes": attrs, "error": r.get("error") or ""})
+    return rows

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from recognize_me.config import PipelineConfig
 
@@ -92,7 +93,7 @@ def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, d
     assert (refreshed / "models" / "cnn_scheduled" / "model.keras").is_file()
 
 
-def test_recognize_me_stage_trains_both_transfer_models(prefect_server, demo_data, tmp_path):
+def test_recognize_me_stage_trains_both_transfer_models(prefect_server, demo_data, tmp_path, capsys):
     from flows.train_all import train_all
     from recognize_me.registry import ModelRegistry
 
@@ -107,3 +108,15 @@ def test_recognize_me_stage_trains_both_transfer_models(prefect_server, demo_dat
     assert "feature_extraction" in (run_dir / "me_report.html").read_text()
     assert ModelRegistry(tmp_path / "registry").champion("recognize_me") is not None
     assert {"recognize-me-metrics", "photo-checks", "promotion-recognize-me"} <= _artifact_keys()
+
+    from recognize_me.cli import main
+
+    me_photo = sorted((demo_data / "me").iterdir())[0]
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "white").save(blank)
+    capsys.readouterr()
+    assert main(["predict", str(me_photo), str(blank), "--registry", str(tmp_path / "registry"), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [Path(r["path"]).name for r in results] == [me_photo.name, "blank.png"]
+    assert 0.0 <= results[0]["me_probability"] <= 1.0 and isinstance(results[0]["attributes"], list)
+    assert results[1]["error"] == "no face found"
