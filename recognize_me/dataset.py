@@ -17,9 +17,15 @@ ALIGNED_HW = (218, 178)
 
 
 def decode_and_resize(path: tf.Tensor, image_size: tuple[int, int], crop: Crop) -> tf.Tensor:
-    """One file -> uint8 (H, W, 3). JPEG and PNG; the crop box scales with the source size."""
+    """One file -> uint8 (H, W, 3). JPEG and PNG, any mode (converted to 3 channels)."""
     data = tf.io.read_file(path)
-    img = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return crop_and_resize(tf.io.decode_image(data, channels=3, expand_animations=False), image_size, crop)
+
+
+def crop_and_resize(img: tf.Tensor, image_size: tuple[int, int], crop: Crop) -> tf.Tensor:
+    """uint8 (h, w, 3) in CelebA's aligned framing -> uint8 (H, W, 3); the crop box scales with the size."""
+    if crop not in ("none", *CROP_BOXES):
+        raise ValueError(f"unknown crop {crop!r}; use none, {', '.join(CROP_BOXES)}")
     if crop != "none":
         top, left, h, w = CROP_BOXES[crop]
         shape = tf.shape(img)

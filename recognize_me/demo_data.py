@@ -83,7 +83,7 @@ def sample_attributes(n: int, rng: np.random.Generator, identities: np.ndarray |
     row is its own person. Couplings: at most one hair colour; Bald excludes hair colour, bangs,
     hair texture and a receding hairline; beards, goatees, moustaches, sideburns and stubble only on
     men (Goatee and Mustache imply No_Beard = 0); lipstick, makeup, earrings, necklaces mostly on
-    women, neckties mostly on men; gray hair, baldness, wrinkles and double chins mostly not Young;
+    women, neckties mostly on men; gray hair, baldness and double chins mostly not Young;
     High_Cheekbones, Mouth_Slightly_Open and Narrow_Eyes go with Smiling.
     """
     ids = np.arange(n) if identities is None else np.asarray(identities)
@@ -164,8 +164,10 @@ def sample_attributes(n: int, rng: np.random.Generator, identities: np.ndarray |
 def assign_identities(n: int, rng: np.random.Generator, min_size: int = 10, max_size: int = 20) -> np.ndarray:
     """Person index 0..k-1 per image, in contiguous runs of ``min_size``-``max_size`` images."""
     sizes: list[int] = []
-    while sum(sizes) < n:
+    total = 0
+    while total < n:
         sizes.append(int(rng.integers(min_size, max_size + 1)))
+        total += sizes[-1]
     return np.repeat(np.arange(len(sizes)), sizes)[:n]
 
 

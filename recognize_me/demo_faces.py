@@ -81,13 +81,14 @@ def _jitter(c: RGB, rng: np.random.Generator, amount: int) -> RGB:
 
 
 def skin_tone(pale: bool, rng: np.random.Generator) -> RGB:
+    """Pale_Skin: near-white pink; otherwise anywhere from dark brown to light, skewed light."""
     if pale:
         return _jitter((248, 228, 218), rng, 5)
     return _jitter(_mix((96, 60, 40), (232, 184, 150), float(rng.beta(2.4, 1.3))), rng, 6)
 
 
 def hair_tone(attrs: Mapping[str, int], rng: np.random.Generator) -> RGB:
-    """The hair colour named by the labels; unlabelled hair (and bald) gets auburn/red/dark-grey."""
+    """The hair colour named by the labels; unlabelled hair is auburn to strawberry, a bald fringe grey."""
     t = float(rng.random())
     if attrs.get("Black_Hair"):
         return _mix((22, 20, 20), (45, 38, 36), t)
@@ -617,7 +618,21 @@ def _finish(img: Image.Image, scene: Scene, blurry: bool, rng: np.random.Generat
 
 
 def render_face(attrs: Mapping[str, int], look: Look, scene: Scene, rng: np.random.Generator) -> Image.Image:
-    """Draw one face. ``attrs`` maps CelebA attribute names to 0/1 (missing = 0, except No_Beard = 1)."""
+    """Draw one face. ``attrs`` maps CelebA attribute names to 0/1 (missing = 0, except No_Beard = 1).
+
+    What each label looks like: hair colour and Pale_Skin come with the ``Look`` (see
+    ``random_look``); Bald: no hair, shiny scalp; Receding_Hairline: high M-shaped hairline; Bangs:
+    jagged fringe; Wavy_Hair / Straight_Hair: rippled or straight strands and outline; Wearing_Hat:
+    a hat; Eyeglasses: dark frames; Narrow_Eyes: slit eyes; Arched / Bushy_Eyebrows: peaked / thick
+    brows; Bags_Under_Eyes: dark crescents; Heavy_Makeup: eye shadow and liner; Big_Nose /
+    Pointy_Nose: wide nose / sharp triangular tip; Smiling: lifted corners and smile lines;
+    Mouth_Slightly_Open: dark gap; Big_Lips: thick lips; Wearing_Lipstick: red lips; High_Cheekbones:
+    cheek highlight and shadow; Rosy_Cheeks: pink cheeks; No_Beard = 0: full beard; Goatee,
+    Mustache, Sideburns, 5_o_Clock_Shadow: the hair or stubble; Chubby: wider, squarer face;
+    Double_Chin: second chin; Oval_Face: long egg-shaped face; Male: squarer jaw, thicker neck and
+    brows, no eyelashes; Young = 0: wrinkles; Attractive = 0: blotchy, spotty skin; Wearing_Earrings,
+    Wearing_Necklace, Wearing_Necktie: the jewellery or tie; Blurry: strong Gaussian blur.
+    """
     w, h = scene.size
     s = SUPERSAMPLE
     img = Image.new("RGB", (w * s, h * s), scene.background)

@@ -64,21 +64,10 @@ def prepare_image(image: Image.Image, image_size: tuple[int, int], crop: str) ->
     """A 178x218 framed face -> float32 (H, W, 3) in [0, 1], the way ``make_dataset`` prepares a file."""
     import tensorflow as tf
 
-    from recognize_me.dataset import ALIGNED_HW, CROP_BOXES
+    from recognize_me.dataset import crop_and_resize
 
-    img = tf.convert_to_tensor(np.asarray(image.convert("RGB"), dtype=np.uint8))
-    if crop != "none":
-        if crop not in CROP_BOXES:
-            raise ValueError(f"unknown crop {crop!r}; use none, {', '.join(CROP_BOXES)}")
-        top, left, h, w = CROP_BOXES[crop]
-        shape = tf.shape(img)
-        sy = tf.cast(shape[0], tf.float32) / ALIGNED_HW[0]
-        sx = tf.cast(shape[1], tf.float32) / ALIGNED_HW[1]
-        img = tf.image.crop_to_bounding_box(
-            img, tf.cast(top * sy, tf.int32), tf.cast(left * sx, tf.int32),
-            tf.cast(h * sy, tf.int32), tf.cast(w * sx, tf.int32))
-    img = tf.image.resize(img, tuple(image_size), method="area", antialias=True)
-    img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+    img = crop_and_resize(tf.convert_to_tensor(np.asarray(image.convert("RGB"), dtype=np.uint8)),
+                          tuple(image_size), crop)
     return img.numpy().astype(np.float32) / 255.0
 
 
