@@ -48,11 +48,12 @@ class CheckReport:
             f"{len(self.critical)} critical and {len(self.warnings)} warning failure(s) "
             f"of {total} expectations.",
             "",
-            "| suite | expectation | column | severity | observed | examples |",
-            "|---|---|---|---|---|---|",
+            "| suite | expectation | column | severity | observed | examples | meaning |",
+            "|---|---|---|---|---|---|---|",
         ]
         for f in failures:
-            cells = [f.suite, f.expectation, f.column or "", f.severity, f.observed, ", ".join(f.examples)]
+            cells = [f.suite, f.expectation, f.column or "", f.severity, f.observed, ", ".join(f.examples),
+                     f.description]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         if self.data_docs_index is not None:
             lines += ["", f"Data Docs: {self.data_docs_index}"]
