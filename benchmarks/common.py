@@ -162,6 +162,7 @@ def emit(result: dict[str, Any]) -> None:
     import resource
 
     result["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["load_1min"] = load()[0]
     print(json.dumps(result, default=str), flush=True)
 
 

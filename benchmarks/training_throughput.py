@@ -1,0 +1,185 @@
+"""Training images/s of ``baseline_cnn`` at 64x64: ``train_one(TrainJob)`` against a plain ``model.fit``.
+
+Both use the same model builder, the same ``make_dataset`` input (train shuffled + flipped, val) and the
+same TF thread settings, each in a fresh subprocess. A timing callback (added to train_one's callback list
+by the benchmark only) stamps epoch begin, validation begin/end and epoch end, so the *fit* part of each
+epoch (training steps only) is timed apart from validation; train_one's per-epoch hook timestamps are
+recorded as a cross-check. Epoch 1 reads and decodes the JPEGs; epoch 2 is served from the tf.data cache.
+``plain+determinism`` is the plain script with ``tf.config.experimental.enable_op_determinism()``, which
+train_one turns on.
+
+    python -m benchmarks.training_throughput [--n 3000] [--epochs 2] [--repeats 3] [--wait-idle 20:15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import Bench, common_args, emit, median, require_celeba, run_child, wait_for_idle
+
+MODEL, SIZE, BATCH, SEED = "baseline_cnn", (64, 64), 64, 42
+VARIANTS = ("train_one", "plain", "plain+determinism")
+
+
+def write_splits(out: Path, n_train: int, n_val: int, n_test: int) -> Path:
+    """The first images present on disk, in name order: train, then val, then test, with 0/1 labels."""
+    import pandas as pd
+
+    from recognize_me.celeba_files import read_attribute_file
+
+    images = require_celeba("img_align_celeba")
+    table = read_attribute_file(require_celeba("list_attr_celeba.txt")).frame
+    present = set(os.listdir(images))
+    rows = table[table["image_id"].isin(present)].sort_values("image_id").head(n_train + n_val + n_test).copy()
+    if len(rows) < n_train + n_val + n_test:
+        raise SystemExit(f"only {len(rows)} labelled images present in {images}")
+    rows.insert(1, "split", ["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
+    path = out / "splits.csv"
+    rows.to_csv(path, index=False)
+    return path
+
+
+def stamp_callback(stamps: list[tuple[str, int, float]]):
+    import keras
+
+    class Stamp(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            stamps.append(("epoch_begin", epoch, time.perf_counter()))
+
+        def on_test_begin(self, logs=None):
+            stamps.append(("val_begin", self.epoch, time.perf_counter()))
+
+        def on_test_end(self, logs=None):
+            stamps.append(("val_end", self.epoch, time.perf_counter()))
+
+        def on_epoch_end(self, epoch, logs=None):
+            stamps.append(("epoch_end", epoch, time.perf_counter()))
+    return Stamp()
+
+
+def child(variant: str, splits_csv: Path, epochs: int, threads: int) -> None:
+    t0 = time.perf_counter()
+    import keras
+    import tensorflow as tf
+
+    from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
+    from recognize_me.dataset import make_dataset
+    from recognize_me.models import BuildOptions, get_model_spec
+
+    images = require_celeba("img_align_celeba")
+    import_s = time.perf_counter() - t0
+    stamps: list[tuple[str, int, float]] = []
+    hooks: list[float] = []
+    start = time.perf_counter()
+    out: dict[str, object] = {"variant": variant, "import_s": import_s}
+    if variant == "train_one":
+        from recognize_me import training
+
+        original = training._callbacks
+        training._callbacks = lambda *a, **k: [*original(*a, **k), stamp_callback(stamps)]
+        with tempfile.TemporaryDirectory() as run_dir:
+            job = training.TrainJob(model=MODEL, run_dir=Path(run_dir), splits_csv=splits_csv, images_dir=images,
+                                    attributes=tuple(CELEBA_ATTRIBUTES), image_size=SIZE, crop="square",
+                                    epochs=epochs, batch_size=BATCH, seed=SEED, augment_flip=True, threads=threads)
+            summary = training.train_one(job, on_epoch=lambda *_: hooks.append(time.perf_counter()))
+        out["train_time_s"] = summary["train_time_s"]
+    else:
+        import pandas as pd
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        if variant == "plain+determinism":
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(SEED)
+        table = pd.read_csv(splits_csv, dtype={"image_id": str})
+        attrs = list(CELEBA_ATTRIBUTES)
+
+        def split(name):
+            rows = table[table["split"] == name]
+            return [str(images / i) for i in rows["image_id"]], rows[attrs].to_numpy("float32")
+        common = dict(image_size=SIZE, crop="square", batch_size=BATCH)
+        train_ds = make_dataset(*split("train"), shuffle=True, augment_flip=True, seed=SEED, **common)
+        val_ds = make_dataset(*split("val"), **common)
+        model = get_model_spec(MODEL).build((*SIZE, 3), len(attrs), BuildOptions(learning_rate=1e-3, seed=SEED))
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[stamp_callback(stamps)])
+        out["train_time_s"] = time.perf_counter() - start
+    at = {(kind, e): t for kind, e, t in stamps}
+    out["fit_s"] = [at["val_begin", e] - at["epoch_begin", e] for e in range(epochs)]
+    out["val_s"] = [at["val_end", e] - at["val_begin", e] for e in range(epochs)]
+    out["epoch_wall_s"] = [at["epoch_end", e] - (at["epoch_end", e - 1] if e else start) for e in range(epochs)]
+    out["hook_intervals_s"] = [b - a for a, b in zip([start, *hooks], hooks, strict=False)]
+    out["determinism"] = bool(tf.config.experimental.is_op_determinism_enabled())
+    out["intra_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    emit(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000, help="training images")
+    parser.add_argument("--n-val", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="fresh subprocesses per variant (interleaved)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="TF intra-op threads")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--splits", type=Path, help=argparse.SUPPRESS)
+    common_args(parser)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.splits, args.epochs, args.threads)
+    require_celeba("img_align_celeba")
+    with tempfile.TemporaryDirectory() as tmp:
+        splits = write_splits(Path(tmp), args.n, args.n_val, args.n_val)
+        if args.wait_idle:
+            wait_for_idle(deadline_utc=args.wait_idle)
+        bench = Bench("training_throughput", {"model": MODEL, "image_size": SIZE, "n_train": args.n,
+                                              "n_val": args.n_val, "epochs": args.epochs, "batch_size": BATCH,
+                                              "threads": args.threads, "repeats": args.repeats})
+        runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+        for _ in range(args.repeats):
+            for variant in VARIANTS:
+                r = run_child("benchmarks.training_throughput", "--child", variant, "--splits", str(splits),
+                              "--epochs", str(args.epochs), "--threads", str(args.threads))
+                runs[variant].append(r)
+                print(f"  {variant}: fit s/epoch {[round(s, 2) for s in r['fit_s']]}", flush=True)
+    speed: dict[str, list[float]] = {}
+    for variant, rs in runs.items():
+        fit = [median([r["fit_s"][e] for r in rs]) for e in range(args.epochs)]
+        wall = [median([r["epoch_wall_s"][e] for r in rs]) for e in range(args.epochs)]
+        speed[variant] = [args.n / s for s in fit]
+        row = {"variant": variant, "determinism": rs[0]["determinism"], "threads": rs[0]["intra_threads"]}
+        for e in range(args.epochs):
+            row[f"fit_img_s_e{e + 1}"] = args.n / fit[e]
+            row[f"epoch_wall_s_e{e + 1}"] = wall[e]
+        row |= {"val_s_last": median([r["val_s"][-1] for r in rs]),
+                "setup+fit_s": median([r["train_time_s"] for r in rs]),
+                "peak_rss_mib": max(r["maxrss_mib"] for r in rs), "load_1min": max(r["load_1min"] for r in rs)}
+        bench.row(**row)
+        if variant == "train_one":
+            bench.notes.append(f"train_one hook intervals (epoch walls incl. val + callbacks): "
+                               f"{[[round(x, 2) for x in r['hook_intervals_s']] for r in rs]}")
+    last = args.epochs - 1
+    for ref in ("plain", "plain+determinism"):
+        for e in range(args.epochs):
+            value = speed["train_one"][e] / speed[ref][e]
+            primary = ref == "plain" and e == last
+            bench.ratio(f"train_one / {ref}, fit img/s epoch {e + 1}", value, ">= 0.95" if primary else "info",
+                        value >= 0.95 or not primary)
+    bench.notes.append(f"primary ratio: epoch {args.epochs} (cached input, steady state); epoch 1 also "
+                       "decodes the JPEGs and traces the graphs")
+    bench.finish(["variant", "determinism", "threads",
+                  *[f"fit_img_s_e{e + 1}" for e in range(args.epochs)],
+                  *[f"epoch_wall_s_e{e + 1}" for e in range(args.epochs)],
+                  "val_s_last", "setup+fit_s", "peak_rss_mib", "load_1min"])
+
+
+if __name__ == "__main__":
+    main()
