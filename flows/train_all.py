@@ -18,6 +18,7 @@ from tasks.data import (
     fingerprint_sources,
     ingest_celeba,
     inventory,
+    save_run_config,
     split_data,
 )
 from tasks.me import prepare_me_photos
@@ -30,6 +31,7 @@ def train_all(config: PipelineConfig) -> str:
     run_dir = create_run_folder(config)
     ensure_demo_data(config)
     source = fingerprint_sources(config)
+    save_run_config(config, run_dir, source)
     cached = {"refresh_cache": config.refresh}
     tables = ingest_celeba.with_options(**cached)(config, source)
     manifest = inventory.with_options(**cached)(tables, source)

@@ -76,6 +76,7 @@ def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: 
         figures[f"Test faces, {best}: predicted vs true"] = _best_model_grid(run_dir, folders[best], splits_csv,
                                                                             images_dir, attributes)
     write_json(run_dir / "leaderboard.json", board)
+    write_json(run_dir / "metrics.json", {"leaderboard": board, "test_accuracy_per_attribute": acc.round(5).to_dict()})
     html_path = write_text(run_dir / "report.html",
                            render_html(board, per_attr, base_attr, figures, run_dir, notes or []))
     return Report(html_path=html_path, leaderboard=board, per_attribute=acc, best_model=best)

@@ -69,3 +69,15 @@ def folder_signature(folder: Path) -> str:
         for name, size, mtime in entries:
             h.update(f"{name}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()
+
+
+def write_run_config(run_dir: Path, config_json: str, fingerprint: str, versions: dict[str, str]) -> Path:
+    """``config.json`` of the run: resolved config, seed, data fingerprint and package versions."""
+    import json
+
+    from recognize_me.fileio import write_json
+
+    config = json.loads(config_json)
+    return write_json(Path(run_dir) / "config.json", {"config": config, "seed": config.get("seed"),
+                                                       "data_fingerprint": fingerprint,
+                                                       "package_versions": versions})

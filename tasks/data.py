@@ -13,8 +13,9 @@ from recognize_me.check_report import CheckReport, DataCheckError, raise_on_crit
 from recognize_me.config import PipelineConfig
 from recognize_me.fileio import write_with
 from recognize_me.inventory import summarize_manifest
-from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature
+from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature, write_run_config
 from recognize_me.splits import make_splits, split_counts
+from recognize_me.training import package_versions
 from recognize_me.validation import check_tables, inventory_tables, load_tables
 
 CHECKS_KEY = "data-checks"
@@ -55,6 +56,11 @@ def fingerprint_sources(config: PipelineConfig) -> str:
                                    config.data_json(), extra=extra)
     get_run_logger().info("source fingerprint %s", fingerprint[:16])
     return fingerprint
+
+
+@task(name="save-run-config")
+def save_run_config(config: PipelineConfig, run_dir: Path, source: str) -> Path:
+    return write_run_config(run_dir, config.to_json(), source, package_versions())
 
 
 @task(name="ingest-celeba", cache_key_fn=_by_source, persist_result=True)

@@ -49,6 +49,10 @@ def test_parallel_run_survives_a_dead_worker(prefect_server, demo_data, tmp_path
     assert not (run_dir / "models" / "baseline_cnn" / "model.keras").exists()
     assert "baseline_cnn" in report.read_text() and "failed" in report.read_text()
     assert (run_dir / "data_docs").is_dir()
+    run_config = json.loads((run_dir / "config.json").read_text())
+    assert run_config["seed"] == 7 and len(run_config["data_fingerprint"]) == 64
+    assert "tensorflow-cpu" in run_config["package_versions"] or "tensorflow" in run_config["package_versions"]
+    assert json.loads((run_dir / "metrics.json").read_text())["leaderboard"][0]["model"]
     keys = _artifact_keys()
     assert {"leaderboard", "data-checks", "report", "training-cnn-scheduled"} <= keys
 
