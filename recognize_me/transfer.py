@@ -33,8 +33,10 @@ from recognize_me.fileio import write_json, write_with
 if TYPE_CHECKING:
     import keras
 
-Strategy = Literal["feature_extraction", "fine_tuning"]
-STRATEGIES: tuple[str, ...] = ("feature_extraction", "fine_tuning")
+Strategy = Literal["feature_extraction", "fine_tuning", "from_scratch"]
+#: ``from_scratch`` is the baseline the transfers are measured against: the same architecture,
+#: freshly initialised and fully trainable (no CelebA knowledge).
+STRATEGIES: tuple[str, ...] = ("feature_extraction", "fine_tuning", "from_scratch")
 TransferHook = Callable[[str, int, int, dict], None]  # (strategy, epoch 1-based, epochs, logs)
 
 FEATURES_NAME = "celeba_features"  # the nested feature model inside a transfer model
@@ -175,7 +177,7 @@ def _finite(value: float) -> float | None:
 # --- training ---------------------------------------------------------------------------------
 
 def _phases(job: TransferJob) -> list[int]:
-    if job.strategy == "feature_extraction":
+    if job.strategy != "fine_tuning":
         return [job.epochs]
     first = max(1, job.epochs // 2)
     return [first, job.epochs - first]
@@ -206,8 +208,9 @@ def train_transfer(job: TransferJob, on_epoch: TransferHook | None = None) -> di
     if all(d is not None for d in expected) and tuple(int(d) for d in expected) != tuple(job.image_size):
         raise ValueError(f"base model {job.base_model_path} takes {expected} images but the job says "
                          f"image_size={job.image_size}")
-    features = feature_extractor(base)
-    features.trainable = False
+    scratch = job.strategy == "from_scratch"
+    features = feature_extractor(keras.models.clone_model(base) if scratch else base)
+    features.trainable = scratch
     model = build_transfer_model(features, job.image_size, job.seed)
     _compile(model, job.learning_rate)
 

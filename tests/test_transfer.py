@@ -242,3 +242,13 @@ def test_me_report(setup: dict[str, Path], trained: dict) -> None:
     assert sum("confusion matrix" in t for t in report.figures) == 2
     for path in report.figures.values():
         assert path.is_file() and path.stat().st_size > 0 and f"src='{path.name}'" in text
+
+
+@pytest.mark.slow
+def test_from_scratch_baseline_starts_without_celeba_weights(setup: dict[str, Path]) -> None:
+    result = train_transfer(_job(setup, "from_scratch", "from_scratch", epochs=1))
+    base = _layer_weights(_load(setup["base"]))
+    trained_features = _layer_weights(_load(Path(result["out_dir"]) / "model.keras").get_layer(FEATURES_NAME))
+    conv = next(n for n in trained_features if "conv" in n)
+    assert not np.allclose(trained_features[conv][0], base[conv][0])
+    assert result["status"] == "completed" and result["strategy"] == "from_scratch"
