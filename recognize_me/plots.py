@@ -56,7 +56,7 @@ def per_attribute_chart(table: pd.DataFrame, path: Path, metric: str = "accuracy
 
 def face_grid(images: Sequence[Path], captions: Sequence[str], path: Path, cols: int = 4) -> Path:
     rows = max(1, int(np.ceil(len(images) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 5.2 * rows), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img_path, caption in zip(axes.ravel(), images, captions, strict=False):
