@@ -35,14 +35,12 @@ def subsample_me(photos_csv: Path, n_me: int | None, seed: int, out: Path) -> Pa
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     frame = pd.DataFrame(rows)
     settings = sorted(frame["others"].unique())
-    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(settings), 4))
+    axes = fig.subplots(1, len(settings), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
         for strategy in STRATEGIES:
             part = frame[(frame["others"] == setting) & (frame["strategy"] == strategy)]

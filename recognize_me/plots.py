@@ -5,26 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+from recognize_me.fileio import write_with
 
-from recognize_me.fileio import write_with  # noqa: E402
+
+def _subplots(*grid: int, figsize: tuple[float, float], **kw):
+    """A standalone Figure (no pyplot, no global backend or figure registry) and its axes."""
+    fig = Figure(figsize=figsize, layout=kw.pop("layout", None))
+    return fig, fig.subplots(*grid, **kw)
 
 
 def _save(fig, path: Path) -> Path:
     write_with(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"), suffix=".png")
-    plt.close(fig)
     return path
 
 
 def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path:
     """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     for i, (name, h) in enumerate(sorted(histories.items())):
         color = f"C{i}"
         x = np.arange(1, len(h) + 1)
@@ -43,7 +45,7 @@ def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> Path:
 
 def per_attribute_chart(table: pd.DataFrame, path: Path, metric: str = "accuracy") -> Path:
     """``table``: one row per attribute, one column per model (values of ``metric``)."""
-    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(table)), 4.5))
+    fig, ax = _subplots(figsize=(max(8, 0.35 * len(table)), 4.5))
     x = np.arange(len(table))
     for i, col in enumerate(table.columns):
         ax.plot(x, table[col], marker="o", markersize=3, linewidth=1, label=col, color=f"C{i}")
@@ -56,7 +58,7 @@ def per_attribute_chart(table: pd.DataFrame, path: Path, metric: str = "accuracy
 
 def face_grid(images: Sequence[Path], captions: Sequence[str], path: Path, cols: int = 4) -> Path:
     rows = max(1, int(np.ceil(len(images) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 5.2 * rows), squeeze=False, layout="constrained")
+    fig, axes = _subplots(rows, cols, figsize=(3.2 * cols, 5.2 * rows), squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img_path, caption in zip(axes.ravel(), images, captions, strict=False):
@@ -72,7 +74,7 @@ def confusion_matrix_plot(cm: np.ndarray, labels: Sequence[str], path: Path, tit
     n = len(labels)
     if cm.shape != (n, n):
         raise ValueError(f"confusion matrix {cm.shape} does not match {n} labels")
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    fig, ax = _subplots(figsize=(3.6, 3.2))
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, int(cm.max())))
     for i in range(n):
         for j in range(n):
@@ -88,7 +90,7 @@ def confusion_matrix_plot(cm: np.ndarray, labels: Sequence[str], path: Path, tit
 
 def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> Path:
     """One ROC curve per model (``name: (fpr, tpr, auc)``) over the chance diagonal."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig, ax = _subplots(figsize=(4.5, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
     for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
         label = f"{name} (AUC {auc:.3f})" if np.isfinite(auc) else f"{name} (AUC undefined)"
