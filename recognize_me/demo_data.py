@@ -4,7 +4,7 @@
 
     out_dir/list_attr_celeba.txt      count line, 40 names (trailing space), "000001.jpg -1  1 ..." rows, CRLF
     out_dir/list_eval_partition.txt   "000001.jpg 0" rows (0 train, 1 val, 2 test), CRLF
-    out_dir/identity_CelebA.txt       "000001.jpg 17" rows (LF)
+    out_dir/identity_CelebA.txt       "000001.jpg 17" rows, CRLF
     out_dir/img_align_celeba/         000001.jpg ... 178x218 RGB JPEG
     out_dir/me/                       PNG photos of one fixed synthetic person
     out_dir/others/                   PNG photos of random synthetic people
@@ -220,9 +220,11 @@ def _crlf(lines: list[str]) -> bytes:
 
 
 def format_attr_file(filenames: list[str], attrs: pd.DataFrame) -> bytes:
-    """``list_attr_celeba.txt`` bytes: count, names with a trailing space, right-aligned -1/ 1 rows."""
+    """``list_attr_celeba.txt`` bytes: count, names with a trailing space, then rows like the original:
+    ``000001.jpg -1  1 ...`` / ``000007.jpg 1 -1 ...`` (the first value unpadded, the rest ``%2d``)."""
     signs = attrs[list(CELEBA_ATTRIBUTES)].to_numpy(dtype=np.int64) * 2 - 1
-    rows = [f"{name} " + " ".join(f"{v:>2d}" for v in row) for name, row in zip(filenames, signs, strict=True)]
+    rows = [f"{name} {row[0]}" + "".join(f" {v:>2d}" for v in row[1:])
+            for name, row in zip(filenames, signs.tolist(), strict=True)]
     return _crlf([str(len(filenames)), " ".join(CELEBA_ATTRIBUTES) + " ", *rows])
 
 
@@ -231,7 +233,7 @@ def format_partition_file(filenames: list[str], partitions: np.ndarray) -> bytes
 
 
 def format_identity_file(filenames: list[str], identities: np.ndarray) -> bytes:
-    return "".join(f"{name} {int(i)}\n" for name, i in zip(filenames, identities, strict=True)).encode("ascii")
+    return _crlf([f"{name} {int(i)}" for name, i in zip(filenames, identities, strict=True)])
 
 
 def _write_bytes(target: Path, data: bytes) -> None:

@@ -18,6 +18,9 @@ from recognize_me.demo_data import (
     DemoDataPaths,
     assign_identities,
     assign_partitions,
+    format_attr_file,
+    format_identity_file,
+    format_partition_file,
     generate_demo_data,
     sample_attributes,
 )
@@ -62,7 +65,7 @@ def test_attr_file_matches_the_official_layout(demo: DemoDataPaths) -> None:
     assert lines[1] == " ".join(CELEBA_ATTRIBUTES) + " "       # trailing space, as in the original
     rows = lines[2:]
     assert len(rows) == N
-    row_re = re.compile(r"^(\d{6}\.jpg)((?: -1|  1){40})$")   # "-1" / " 1" joined by one space
+    row_re = re.compile(r"^(\d{6}\.jpg) (?:-1|1)(?: -1|  1){39}$")   # as the original: "-1"/" 1" after the first
     for i, row in enumerate(rows, start=1):
         m = row_re.match(row)
         assert m, f"malformed row {row!r}"
@@ -84,6 +87,8 @@ def test_partition_file_is_crlf_three_way_and_contiguous(demo: DemoDataPaths) ->
 
 
 def test_identities_never_straddle_partitions(demo: DemoDataPaths) -> None:
+    lines = _crlf_lines(demo.identity_file)
+    assert all(re.fullmatch(r"\d{6}\.jpg [1-9]\d*", line) for line in lines)
     ids = _two_column(demo.identity_file)
     parts = _two_column(demo.partition_file)
     assert list(ids["image"]) == list(parts["image"]) == [f"{i:06d}.jpg" for i in range(1, N + 1)]
@@ -126,6 +131,24 @@ def test_me_and_others_photos(demo: DemoDataPaths) -> None:
             assert im.format == "PNG" and im.mode == "RGB"
             w, h = im.size
             assert 160 <= w <= 400 and 1.0 <= h / w <= 1.31
+
+
+@pytest.mark.real_data
+def test_writers_reproduce_the_official_files_byte_for_byte(shared_data: Path) -> None:
+    """Formatting the first rows of the real files with our writers gives back their exact bytes."""
+    celeba, k = shared_data / "celeba", 50
+
+    def head(name: str, n_lines: int) -> bytes:
+        with open(celeba / name, "rb") as f:
+            return b"".join(f.readline() for _ in range(n_lines))
+
+    attrs = pd.read_csv(celeba / "list_attr_celeba.txt", sep=r"\s+", skiprows=1, nrows=k)
+    ours = format_attr_file(list(attrs.index), (attrs > 0).astype(int))
+    assert ours.split(b"\r\n", 1)[1] == head("list_attr_celeba.txt", k + 2).split(b"\r\n", 1)[1]
+    for name, writer in (("list_eval_partition.txt", format_partition_file),
+                         ("identity_CelebA.txt", format_identity_file)):
+        rows = pd.read_csv(celeba / name, sep=r"\s+", header=None, nrows=k)
+        assert writer(list(rows[0]), rows[1].to_numpy()) == head(name, k), name
 
 
 # --------------------------------------------------------------------------------------------- determinism
