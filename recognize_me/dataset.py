@@ -40,12 +40,18 @@ def crop_and_resize(img: tf.Tensor, image_size: tuple[int, int], crop: Crop) -> 
 
 def make_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size: tuple[int, int],
                  crop: Crop = "square", batch_size: int = 64, shuffle: bool = False,
-                 augment_flip: bool = False, seed: int = 0, cache: bool = True) -> tf.data.Dataset:
+                 augment_flip: bool = False, seed: int = 0, cache: bool = True,
+                 epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """Batches of float32 images in [0, 1] (and float32 labels when given).
 
     Decoded, resized uint8 images are cached in memory, so only the first epoch reads files.
     Shuffling and flipping are seeded and re-drawn every epoch; with the same seed, the same
     sequence of batches comes out (deterministic map order).
+
+    ``epoch``: an int64 ``tf.Variable`` the caller sets to the epoch number before each epoch's
+    iteration starts (``training_callbacks.EpochSeeds``). The order and flips are then a pure function
+    of (``seed``, epoch), so a run resumed at epoch k sees the batches an uninterrupted run sees at
+    epoch k. Without it they come from a per-iteration seed stream that restarts with the process.
     """
     ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
     ds = ds.map(lambda p: decode_and_resize(p, image_size, crop), num_parallel_calls=tf.data.AUTOTUNE,
@@ -56,17 +62,52 @@ def make_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size:
         ds = ds.map(lambda x: (x,))
     if cache:
         ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if augment_flip:
-        noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, noise).map(_flip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if epoch is not None and (shuffle or augment_flip):
+        ds = _per_epoch(ds, epoch, len(paths), shuffle=shuffle, augment_flip=augment_flip, seed=seed)
+    else:
+        ds = _reshuffled(ds, len(paths), shuffle=shuffle, augment_flip=augment_flip, seed=seed)
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _flip(item: tuple, r: tf.Tensor) -> tuple:
-    img = tf.image.stateless_random_flip_left_right(item[0], seed=tf.stack([r, tf.constant(0, tf.int64)]))
+def _per_epoch(ds: tf.data.Dataset, epoch: tf.Variable, n: int, *, shuffle: bool, augment_flip: bool,
+               seed: int) -> tf.data.Dataset:
+    """Order and flips drawn from (seed, epoch), the variable read when an iteration starts."""
+
+    def one_epoch(e: tf.Tensor) -> tf.data.Dataset:
+        d = ds
+        if shuffle:
+            # Inside this traced function set_seed fixes only this function graph's seed (the process-wide
+            # seed is untouched): the order depends on (seed, epoch) alone, and a tensor op seed never meets
+            # random_seed.get_seed's `seeds == (0, 0)` test, which fails on a graph tensor when the
+            # process-wide seed is 0.
+            tf.random.set_seed(1)
+            d = d.shuffle(n, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
+        if augment_flip:
+            d = d.enumerate().map(lambda i, item: _flip(item, e * (n + 1) + i, seed),
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return d
+
+    def read_epoch(_: tf.Tensor) -> tf.Tensor:
+        return tf.cast(epoch.read_value(), tf.int64)
+
+    out = tf.data.Dataset.range(1).map(read_epoch).flat_map(one_epoch)
+    return out.apply(tf.data.experimental.assert_cardinality(n))
+
+
+def _reshuffled(ds: tf.data.Dataset, n: int, *, shuffle: bool, augment_flip: bool, seed: int) -> tf.data.Dataset:
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if augment_flip:
+        noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, noise).map(lambda item, r: _flip(item, r), num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=True)
+    return ds
+
+
+def _flip(item: tuple, r: tf.Tensor, seed: int = 0) -> tuple:
+    key = tf.stack([tf.cast(r, tf.int64), tf.constant(seed, tf.int64)])
+    img = tf.image.stateless_random_flip_left_right(item[0], seed=key)
     return (img, *item[1:])
 
 

@@ -29,9 +29,15 @@ def inspect_image(path: Path) -> tuple[bool, int, int, str, int, str]:
         return False, -1, -1, "", -1, str(err)
     try:
         with Image.open(path) as img:
+            limit = Image.MAX_IMAGE_PIXELS  # read per call, so callers (and tests) may change it
+            if limit is not None and img.width * img.height > limit:
+                # Pillow only warns between the limit and twice it; a bomb is never "decodable" here
+                return (False, -1, -1, "", size,
+                        f"DecompressionBombError: image too large ({img.width}x{img.height} = "
+                        f"{img.width * img.height} pixels, Image.MAX_IMAGE_PIXELS is {limit})")
             img.load()  # full decode: truncated files fail here, not at open()
             return True, img.width, img.height, img.mode, size, ""
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Exception as err:  # noqa: BLE001 - any decoder failure marks the image undecodable, never a crash
         return False, -1, -1, "", size, f"{type(err).__name__}: {err}"
 
 

@@ -3,12 +3,15 @@
 Everything a job needs travels as plain values and file paths (``TrainJob``), so a job can run in any
 process or machine that sees the same files. The model folder ends up holding ``model.keras``,
 ``history.csv``, ``metrics.json``, ``config.json`` and ``predictions_test.csv``; every file is written
-atomically. A per-epoch ``backup/`` (Keras ``BackupAndRestore``) lets a rerun resume a killed job.
+atomically. A per-epoch ``backup/`` (``AtomicBackupAndRestore``) lets a rerun resume a killed job, and
+``EpochSeeds`` makes each epoch's shuffle, flips and dropout a function of (seed, epoch), so the resumed
+run ends exactly where an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -95,13 +98,21 @@ def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str,
 
 
 def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: EpochHook | None,
-               spec) -> list:
+               spec, epoch_var) -> list:
     import keras
 
-    from recognize_me.training_callbacks import EpochReporter, FaultInjector
+    from recognize_me.training_callbacks import (
+        AtomicBackupAndRestore,
+        EpochReporter,
+        EpochSeeds,
+        FaultInjector,
+    )
 
-    cbs = [keras.callbacks.BackupAndRestore(str(job.out_dir / "backup" / f"phase{phase}")),
-           keras.callbacks.CSVLogger(str(job.out_dir / f"history.phase{phase}.partial.csv"), append=True)]
+    # The history row is logged before the backup is taken: a kill between the two makes the rerun redo
+    # that epoch and log it again (the duplicate is dropped on reading), never skip its row.
+    cbs = [EpochSeeds(epoch_var, offset),
+           keras.callbacks.CSVLogger(str(job.out_dir / f"history.phase{phase}.partial.csv"), append=True),
+           AtomicBackupAndRestore(str(job.out_dir / "backup" / f"phase{phase}"))]
     if on_epoch is not None:
         cbs.append(EpochReporter(job.model, epochs, on_epoch, offset=offset))
     if job.fault_exit_epoch is not None:
@@ -125,6 +136,8 @@ def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
 def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any]:
     """Train ``job.model``, evaluate it on val and test, and write its folder. Returns the summary."""
 
+    import tensorflow as tf
+
     from recognize_me.dataset import make_dataset
     from recognize_me.metrics import binarize, per_attribute_metrics, summarize
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
@@ -136,8 +149,9 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     spec = get_model_spec(job.model)
     data = load_split_labels(job.splits_csv, job.images_dir, job.attributes)
     common = dict(image_size=job.image_size, crop=job.crop, batch_size=job.batch_size)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds before each epoch
     train_ds = make_dataset(data["train"][0], data["train"][1], shuffle=True, augment_flip=job.augment_flip,
-                            seed=job.model_seed, **common)
+                            seed=job.model_seed, epoch=epoch_var, **common)
     val_ds = make_dataset(data["val"][0], data["val"][1], **common)
     model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
     if spec.class_weighted_loss:
@@ -148,8 +162,10 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
         if phase == 2:
             model = spec.fine_tune(model, _options(job))
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
-                  callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec))
-        histories.append(pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv").assign(phase=phase))
+                  callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec,
+                                       epoch_var))
+        history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
+        histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
     train_time = time.perf_counter() - start
 
     val_scores = model.predict(val_ds, verbose=0)
@@ -187,6 +203,7 @@ def _write_outputs(job: TrainJob, model, histories: list[pd.DataFrame], summary:
     write_with(out / "model.keras", lambda p: model.save(p), suffix=".keras")  # last: marks completion
     for partial in out.glob("history.phase*.partial.csv"):
         partial.unlink()
+    shutil.rmtree(out / "backup", ignore_errors=True)  # kept until now so a kill in any phase resumes
 
 
 def _job_dict(job: TrainJob) -> dict[str, Any]:

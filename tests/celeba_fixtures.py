@@ -10,6 +10,7 @@ a ``str`` is written verbatim (for malformed files).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -158,3 +159,93 @@ def write_tiny_celeba(root: Path, n: int = 6, *, rows: Sequence[Row] | None = No
     if images:
         write_images(root / "img_align_celeba", ids)
     return rows
+
+
+# --- broken and unusual images -------------------------------------------------------------------
+
+BROKEN_IMAGE_KINDS = ("zero_byte", "truncated", "not_an_image")
+
+
+def write_broken_image(path: Path, kind: str) -> Path:
+    """A file named like an image that does not decode: ``zero_byte`` (empty), ``truncated`` (the first
+    half of a valid JPEG) or ``not_an_image`` (text)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "zero_byte":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        buffer = io.BytesIO()
+        synthetic_image().save(buffer, format="JPEG", quality=90)
+        path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    elif kind == "not_an_image":
+        path.write_text("this is not an image\n")
+    else:
+        raise ValueError(f"unknown broken image kind {kind!r}; known: {BROKEN_IMAGE_KINDS}")
+    return path
+
+
+def write_image(path: Path, size: tuple[int, int] = ALIGNED_SIZE, mode: str = "RGB", seed: int = 0) -> Path:
+    """One synthetic image of ``size`` (width, height) in Pillow ``mode``; JPEG by default, PNG for a
+    ``.png`` suffix or a mode JPEG cannot hold (RGBA, LA, P with transparency)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = synthetic_image(size, seed=seed, mode=mode)
+    fmt = "PNG" if path.suffix.lower() == ".png" or mode in {"RGBA", "LA", "PA"} else "JPEG"
+    img.save(path, format=fmt)
+    return path
+
+
+# --- a tiny training job (splits.csv + images), for train_one in a fresh process ------------------------
+
+JOB_ATTRIBUTES = ("Male", "Smiling", "Young")
+
+
+def write_training_job(root: Path, n: int = 90, size: tuple[int, int] = (32, 32),
+                       attributes: Sequence[str] = JOB_ATTRIBUTES, seed: int = 0) -> tuple[Path, Path]:
+    """``root/splits.csv`` (2/3 train, 1/6 val, 1/6 test; seeded 0/1 labels) and ``root/img/`` with one
+    ``size`` JPEG per row. Returns ``(splits_csv, images_dir)``."""
+    root = Path(root)
+    ids = image_ids(n)
+    write_images(root / "img", ids, size=size)
+    n_train, n_val = 2 * n // 3, n // 6
+    table = pd.DataFrame({"image_id": ids,
+                          "split": ["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val)})
+    rng = np.random.default_rng(seed)
+    for name in attributes:
+        table[name] = rng.integers(0, 2, n)
+    table.to_csv(root / "splits.csv", index=False)
+    return root / "splits.csv", root / "img"
+
+
+TRAIN_ONE_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from recognize_me.training import TrainJob, train_one
+
+spec = json.loads(sys.argv[1])
+hook_log = Path(spec.pop("hook_log"))
+paths = {k: Path(spec[k]) for k in ("run_dir", "splits_csv", "images_dir")}
+job = TrainJob(**{**spec, **paths, "attributes": tuple(spec["attributes"]), "image_size": tuple(spec["image_size"])})
+
+def hook(model, epoch, epochs, logs):
+    with open(hook_log, "a") as f:
+        f.write(json.dumps({"epoch": epoch, "epochs": epochs}) + "\n")
+
+train_one(job, on_epoch=hook)
+"""
+
+
+def train_one_command(run_dir: Path, splits_csv: Path, images_dir: Path, hook_log: Path, *,
+                      model: str = "baseline_cnn", epochs: int = 3, seed: int = 5,
+                      attributes: Sequence[str] = JOB_ATTRIBUTES, image_size: tuple[int, int] = (32, 32),
+                      batch_size: int = 16) -> list[str]:
+    """argv running ``training.train_one`` for a tiny job in a fresh Python process; the epoch hook appends
+    ``{"epoch": <1-based>, "epochs": N}`` lines to ``hook_log``. The job's folder is
+    ``run_dir/models/<model>``."""
+    import json
+    import sys
+
+    spec = dict(model=model, run_dir=str(run_dir), splits_csv=str(splits_csv), images_dir=str(images_dir),
+                attributes=list(attributes), image_size=list(image_size), crop="none", epochs=epochs,
+                batch_size=batch_size, seed=seed, threads=1, hook_log=str(hook_log))
+    return [sys.executable, "-c", TRAIN_ONE_SCRIPT, json.dumps(spec)]
