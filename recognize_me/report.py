@@ -37,7 +37,8 @@ def majority_baseline(splits_csv: Path, attributes: tuple[str, ...]) -> tuple[di
 
 
 def leaderboard(outcomes: list[dict[str, Any]], baseline: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{c: o.get(c) for c in LEADERBOARD_COLUMNS} for o in [*outcomes, baseline]]
+    rows = [{c: round(v, 4) if isinstance(v := o.get(c), float) else v for c in LEADERBOARD_COLUMNS}
+            for o in [*outcomes, baseline]]
     return sorted(rows, key=lambda r: -(r["mean_accuracy"] if r["mean_accuracy"] is not None else -1))
 
 
