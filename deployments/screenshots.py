@@ -3,15 +3,17 @@
     python -m deployments.screenshots                   # own server + serve + tiny demo run, then capture
     python -m deployments.screenshots --api-url URL     # capture from a server that has a finished run
 
-Writes ``docs/screenshots/{flow-runs,flow-run,artifacts,leaderboard}.png`` with headless Chromium
-(Debian: ``apt-get install chromium``). ``local_stack`` (a real ``prefect server start`` on a free port
-with its own ``PREFECT_HOME`` and SQLite, plus ``python -m deployments.serve``) is also what
-``tests/test_deployments.py`` runs against.
+Writes ``docs/screenshots/{flow-runs,flow-run,train-models,artifacts,leaderboard}.png`` with headless
+Chromium driven by chromedriver (Debian: ``apt-get install chromium chromium-driver``; no Python package
+beyond httpx). ``local_stack`` (a real ``prefect server start`` on a free port with its own
+``PREFECT_HOME`` and SQLite, plus ``python -m deployments.serve``) is also what ``tests/test_deployments.py``
+runs against.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -147,7 +149,7 @@ def local_stack(workdir: Path, serve: Sequence[str] | None = ("demo",), ui: bool
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = stack_env(workdir / "prefect-home")
-    env_server = env | {"PREFECT_SERVER_UI_ENABLED": str(ui).lower()}
+    env_server = env | {"PREFECT_SERVER_UI_ENABLED": str(ui).lower(), "PREFECT_UI_API_URL": api_url}
     stack = Stack(api_url, env | {"PREFECT_API_URL": api_url}, workdir)
     try:
         server = start("prefect server", [sys.executable, "-m", "prefect", "server", "start", "--host",
@@ -225,38 +227,83 @@ def wait_for_state(stack: Stack, flow_run_id: str, timeout_s: float,
 
 # --- screenshots -----------------------------------------------------------------------------------
 
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
+def _which(*names: str) -> str:
+    for name in names:
         if path := shutil.which(name):
             return path
-    raise FileNotFoundError("no Chromium found: apt-get install chromium")
+    raise FileNotFoundError(f"none of {names} found: apt-get install chromium chromium-driver")
 
 
-def screenshot(url: str, png: Path, size: tuple[int, int] = (1400, 1000), budget_ms: int = 15000) -> Path:
-    """One headless Chromium page render; ``--virtual-time-budget`` lets the single-page app fetch and draw."""
-    png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-               f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-               f"--virtual-time-budget={budget_ms}", f"--screenshot={png}", url]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if not png.is_file():
-        raise RuntimeError(f"chromium wrote no {png} ({out.returncode}):\n{out.stderr[-2000:]}")
-    return png
+class Browser:
+    """Headless Chromium driven through chromedriver's W3C WebDriver HTTP API (httpx only, no selenium)."""
+
+    def __init__(self, workdir: Path, size: tuple[int, int] = (1400, 1000)):
+        port = free_port()
+        self.driver = start("chromedriver", [_which("chromedriver"), f"--port={port}"], workdir / "chromedriver.log",
+                            dict(os.environ))
+        self.url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: self._ready(), 30, "chromedriver", [self.driver])
+            args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    f"--user-data-dir={workdir / 'chromium-profile'}", f"--window-size={size[0]},{size[1]}"]
+            caps = {"browserName": "chrome",
+                    "goog:chromeOptions": {"binary": _which("chromium", "chromium-browser"), "args": args}}
+            self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
+            self._call("POST", f"/session/{self.session}/goog/cdp/execute",  # the viewport, not the window
+                       {"cmd": "Emulation.setDeviceMetricsOverride",
+                        "params": {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False}})
+        except BaseException:
+            stop(self.driver)
+            raise
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/status", timeout=2).json()["value"]["ready"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        response = httpx.request(method, f"{self.url}{path}", json=body, timeout=60)
+        value = response.json()["value"]
+        if response.status_code != 200:
+            raise RuntimeError(f"WebDriver {method} {path}: {value}")
+        return value
+
+    def screenshot(self, url: str, png: Path, expect: Sequence[str], timeout_s: float = 60.0) -> Path:
+        """Open ``url``, wait until the page shows every ``expect`` text and stops changing, save a PNG."""
+        s = f"/session/{self.session}"
+        self._call("POST", f"{s}/url", {"url": url})
+
+        def shows_all() -> bool:
+            text = self._call("POST", f"{s}/execute/sync", {"script": "return document.body.innerText", "args": []})
+            return all(t in text for t in expect)
+
+        wait_until(shows_all, timeout_s, f"{expect} on {url}", every_s=1)
+        shots: list[str] = []
+
+        def settled() -> str | None:  # two identical frames one second apart: data loaded, fades finished
+            shots.append(self._call("GET", f"{s}/screenshot"))
+            return shots[-1] if len(shots) > 1 and shots[-1] == shots[-2] else None
+
+        data = wait_until(settled, timeout_s, f"a still frame of {url}", every_s=1)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        png.write_bytes(base64.b64decode(data))
+        return png
+
+    def close(self) -> None:
+        with contextlib.suppress(httpx.HTTPError, RuntimeError):
+            self._call("DELETE", f"/session/{self.session}")
+        stop(self.driver)
 
 
 def capture(api_url: str, out_dir: Path = SCREENSHOT_DIR, flow_run_id: str | None = None) -> list[Path]:
-    """Flow runs list, one finished train-all run, the artifacts list and the leaderboard artifact."""
-    with api_client(api_url) as client:
-        from prefect.client.schemas.filters import (
-            ArtifactFilter,
-            ArtifactFilterKey,
-            FlowFilter,
-            FlowFilterName,
-        )
-        from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+    """Flow runs list, one finished train-all run (graph and logs), its train-models subflow, the artifacts
+    and the leaderboard artifact."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 
+    with api_client(api_url) as client:
         if flow_run_id is None:
             runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["train-all"])),
                                          sort=FlowRunSort.START_TIME_DESC)
@@ -264,14 +311,27 @@ def capture(api_url: str, out_dir: Path = SCREENSHOT_DIR, flow_run_id: str | Non
             if not finished:
                 raise RuntimeError(f"no completed train-all flow run at {api_url}")
             flow_run_id = str(finished[0].id)
+        run = client.read_flow_run(flow_run_id)
+        subflows = [r for r in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["train-models"])))
+                    if r.start_time and run.start_time and r.start_time >= run.start_time
+                    and (run.end_time is None or r.start_time <= run.end_time)]
         board = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["leaderboard"])),
                                       sort=ArtifactSort.CREATED_DESC, limit=1)
     ui = api_url.rstrip("/").removesuffix("/api")
-    pages = {"flow-runs": f"{ui}/runs", "flow-run": f"{ui}/runs/flow-run/{flow_run_id}",
-             "artifacts": f"{ui}/artifacts"}
+    pages = {"flow-runs": (f"{ui}/runs", ["train-all", run.name, "Completed"]),
+             "flow-run": (f"{ui}/runs/flow-run/{flow_run_id}", [run.name, "Completed", "Beginning flow run"]),
+             "artifacts": (f"{ui}/artifacts", ["leaderboard", "data-checks", "training-"])}
+    if subflows:  # the parallel training tasks, one per model, with their per-epoch logs
+        pages["train-models"] = (f"{ui}/runs/flow-run/{subflows[0].id}", [subflows[0].name, "epoch 1/"])
     if board:
-        pages["leaderboard"] = f"{ui}/artifacts/artifact/{board[0].id}"
-    return [screenshot(url, out_dir / f"{name}.png") for name, url in pages.items()]
+        pages["leaderboard"] = (f"{ui}/artifacts/artifact/{board[0].id}", ["majority_baseline", "completed"])
+    with tempfile.TemporaryDirectory(prefix="recognize-me-browser-") as tmp:
+        browser = Browser(Path(tmp))
+        try:
+            return [browser.screenshot(url, out_dir / f"{name}.png", expect)
+                    for name, (url, expect) in pages.items()]
+        finally:
+            browser.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,8 @@ def ensure_server(api_url: str, wait_s: float = 90.0, log: Path = ROOT / "artifa
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                 "--port", port], stdout=out, stderr=subprocess.STDOUT)
+                                 "--port", port], stdout=out, stderr=subprocess.STDOUT,
+                                env=os.environ | {"PREFECT_UI_API_URL": api_url})
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if server_healthy(api_url):
