@@ -140,14 +140,16 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def run_child(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
+def run_child(module: str, *args: str, env: dict[str, str] | None = None, replace_env: bool = False,
+              timeout: float = 3600) -> dict[str, Any]:
     """Run ``python -m <module> <args>`` in a fresh process; its last stdout line must be a JSON object.
 
-    Adds the child's wall time (``wall_s``, imports included) to the returned dict.
+    ``env`` is added to this process' environment, or replaces it when ``replace_env``. Adds the child's
+    wall time (``wall_s``, imports included) to the returned dict.
     """
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+                          env=dict(env or {}) if replace_env else {**os.environ, **(env or {})}, timeout=timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

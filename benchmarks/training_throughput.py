@@ -6,7 +6,8 @@ by the benchmark only) stamps epoch begin, validation begin/end and epoch end, s
 epoch (training steps only) is timed apart from validation; train_one's per-epoch hook timestamps are
 recorded as a cross-check. Epoch 1 reads and decodes the JPEGs; epoch 2 is served from the tf.data cache.
 ``plain+determinism`` is the plain script with ``tf.config.experimental.enable_op_determinism()``, which
-train_one turns on.
+train_one turns on; ``plain+epoch-seeded input`` passes ``make_dataset(epoch=<tf.Variable>)`` set before each
+epoch, as train_one does for exact resumes (skipped when ``make_dataset`` has no ``epoch`` parameter).
 
     python -m benchmarks.training_throughput [--n 3000] [--epochs 2] [--repeats 3] [--wait-idle 20:15]
 """
@@ -22,12 +23,11 @@ from pathlib import Path
 from benchmarks.common import Bench, common_args, emit, median, require_celeba, run_child, wait_for_idle
 
 MODEL, SIZE, BATCH, SEED = "baseline_cnn", (64, 64), 64, 42
-VARIANTS = ("train_one", "plain", "plain+determinism")
+VARIANTS = ("train_one", "plain", "plain+determinism", "plain+epoch-seeded input")
 
 
 def write_splits(out: Path, n_train: int, n_val: int, n_test: int) -> Path:
     """The first images present on disk, in name order: train, then val, then test, with 0/1 labels."""
-    import pandas as pd
 
     from recognize_me.celeba_files import read_attribute_file
 
@@ -64,6 +64,15 @@ def stamp_callback(stamps: list[tuple[str, int, float]]):
         def on_epoch_end(self, epoch, logs=None):
             stamps.append(("epoch_end", epoch, time.perf_counter()))
     return Stamp()
+
+
+def op_determinism() -> bool | None:
+    try:
+        from tensorflow.python.framework import config  # no public getter in TF 2.21
+
+        return bool(config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def child(variant: str, splits_csv: Path, epochs: int, threads: int) -> None:
@@ -107,17 +116,23 @@ def child(variant: str, splits_csv: Path, epochs: int, threads: int) -> None:
             rows = table[table["split"] == name]
             return [str(images / i) for i in rows["image_id"]], rows[attrs].to_numpy("float32")
         common = dict(image_size=SIZE, crop="square", batch_size=BATCH)
+        callbacks = [stamp_callback(stamps)]
+        if variant == "plain+epoch-seeded input":
+            epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+            common["epoch"] = epoch_var
+            callbacks.insert(0, keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: epoch_var.assign(e)))
         train_ds = make_dataset(*split("train"), shuffle=True, augment_flip=True, seed=SEED, **common)
+        common.pop("epoch", None)
         val_ds = make_dataset(*split("val"), **common)
         model = get_model_spec(MODEL).build((*SIZE, 3), len(attrs), BuildOptions(learning_rate=1e-3, seed=SEED))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[stamp_callback(stamps)])
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=callbacks)
         out["train_time_s"] = time.perf_counter() - start
     at = {(kind, e): t for kind, e, t in stamps}
     out["fit_s"] = [at["val_begin", e] - at["epoch_begin", e] for e in range(epochs)]
     out["val_s"] = [at["val_end", e] - at["val_begin", e] for e in range(epochs)]
     out["epoch_wall_s"] = [at["epoch_end", e] - (at["epoch_end", e - 1] if e else start) for e in range(epochs)]
     out["hook_intervals_s"] = [b - a for a, b in zip([start, *hooks], hooks, strict=False)]
-    out["determinism"] = bool(tf.config.experimental.is_op_determinism_enabled())
+    out["determinism"] = op_determinism()
     out["intra_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     emit(out)
 
@@ -143,9 +158,15 @@ def main() -> None:
         bench = Bench("training_throughput", {"model": MODEL, "image_size": SIZE, "n_train": args.n,
                                               "n_val": args.n_val, "epochs": args.epochs, "batch_size": BATCH,
                                               "threads": args.threads, "repeats": args.repeats})
-        runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+        import inspect
+
+        from recognize_me.dataset import make_dataset
+
+        variants = [v for v in VARIANTS if v != "plain+epoch-seeded input"
+                    or "epoch" in inspect.signature(make_dataset).parameters]
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.repeats):
-            for variant in VARIANTS:
+            for variant in variants:
                 r = run_child("benchmarks.training_throughput", "--child", variant, "--splits", str(splits),
                               "--epochs", str(args.epochs), "--threads", str(args.threads))
                 runs[variant].append(r)
@@ -167,7 +188,7 @@ def main() -> None:
             bench.notes.append(f"train_one hook intervals (epoch walls incl. val + callbacks): "
                                f"{[[round(x, 2) for x in r['hook_intervals_s']] for r in rs]}")
     last = args.epochs - 1
-    for ref in ("plain", "plain+determinism"):
+    for ref in [v for v in runs if v != "train_one"]:
         for e in range(args.epochs):
             value = speed["train_one"][e] / speed[ref][e]
             primary = ref == "plain" and e == last
