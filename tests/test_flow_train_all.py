@@ -31,7 +31,8 @@ def test_parallel_run_survives_a_dead_worker(prefect_server, demo_data, tmp_path
     from flows.train_all import train_all
 
     config = _config(demo_data, tmp_path, models=["baseline_cnn", "cnn_scheduled", "cnn_thresholded"],
-                     fault_injection={"baseline_cnn": 0}, n_workers=2)
+                     fault_injection={"baseline_cnn": 0}, n_workers=2,
+                     refresh=True)  # other tests of the session may have cached these very steps
     report = Path(train_all(config=config))
     run_dir = report.parent
     assert report.name == "report.html" and report.stat().st_size > 1000
@@ -80,7 +81,8 @@ def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, d
     from recognize_me.registry import ModelRegistry
 
     config = _config(demo_data, tmp_path, models=["cnn_scheduled"], epochs=1, n_workers=1)
-    first = Path(train_all(config=config)).parent
+    # refresh: computes even if another test of this session cached the same steps, and caches anew
+    first = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
     second = Path(train_all(config=config)).parent
     assert first != second
     assert (first / "models" / "cnn_scheduled" / "model.keras").is_file()
@@ -95,6 +97,7 @@ def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, d
 
     refreshed = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
     assert (refreshed / "models" / "cnn_scheduled" / "model.keras").is_file()
+    assert (refreshed / "data_docs").is_dir() and not (second / "data_docs").exists()
 
 
 def test_recognize_me_stage_trains_both_transfer_models(prefect_server, demo_data, tmp_path, capsys):
