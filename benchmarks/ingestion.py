@@ -38,7 +38,7 @@ def child(variant: str) -> None:
         out["rows"] = len(frame)
         return emit(out)
 
-    from recognize_me.celeba_files import read_attribute_file, read_partition_file
+    from recognize_me.data.celeba_files import read_attribute_file, read_partition_file
 
     t = time.perf_counter()
     table = read_attribute_file(attr)
@@ -46,8 +46,8 @@ def child(variant: str) -> None:
     out["parse_s"] = time.perf_counter() - t
     out["rows"] = len(table.frame)
     if variant in ("project", "project-nodocs"):
-        from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-        from recognize_me.inventory import inventory_images
+        from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+        from recognize_me.data.inventory import inventory_images
 
         t = time.perf_counter()
         manifest = inventory_images(attr.parent / "img_align_celeba", table.frame["image_id"])
@@ -56,7 +56,7 @@ def child(variant: str) -> None:
         t = time.perf_counter()
         import great_expectations  # noqa: F401
 
-        from recognize_me.checks import check_celeba
+        from recognize_me.data.checks import check_celeba
 
         out["gx_import_s"] = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as docs:

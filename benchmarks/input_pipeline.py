@@ -61,7 +61,7 @@ def raw(paths: list[str], cache: bool):
 def project(paths: list[str]):
     import numpy as np
 
-    from recognize_me.dataset import make_dataset
+    from recognize_me.data.dataset import make_dataset
 
     labels = np.zeros((len(paths), 40), np.float32)
     return lambda: make_dataset(paths, labels, image_size=(64, 64), crop="square", batch_size=BATCH,
@@ -95,7 +95,7 @@ def diagnose_variants(paths: list[str]) -> dict[str, object]:
     import numpy as np
     import tensorflow as tf
 
-    from recognize_me import dataset
+    from recognize_me.data import dataset
 
     def crop(img):
         return tf.image.crop_to_bounding_box(img, 20, 0, 178, 178)

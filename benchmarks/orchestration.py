@@ -90,16 +90,16 @@ def plain_child(config_path: Path) -> None:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from recognize_me.check_report import raise_on_critical
     from recognize_me.config import PipelineConfig
+    from recognize_me.data.check_report import raise_on_critical
+    from recognize_me.data.splits import make_splits
+    from recognize_me.data.validation import check_tables, inventory_tables, load_tables
+    from recognize_me.evaluation.report import best_model_dir, build_report, test_set_digest
     from recognize_me.fileio import write_with
-    from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
     from recognize_me.registry import Candidate, ModelRegistry
-    from recognize_me.report import best_model_dir, build_report, test_set_digest
     from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature
-    from recognize_me.splits import make_splits
-    from recognize_me.training import train_one
-    from recognize_me.validation import check_tables, inventory_tables, load_tables
+    from recognize_me.training.plan import plan_jobs, threads_per_worker, worker_count
+    from recognize_me.training.train import train_one
 
     config = PipelineConfig.model_validate_json(config_path.read_text())
     import_s = time.perf_counter() - t0
@@ -136,8 +136,8 @@ def plain_child(config_path: Path) -> None:
 
 def single_child(config_path: Path, model: str, splits_csv: Path) -> None:
     from recognize_me.config import PipelineConfig
-    from recognize_me.jobs import plan_jobs
-    from recognize_me.training import train_one
+    from recognize_me.training.plan import plan_jobs
+    from recognize_me.training.train import train_one
 
     config = PipelineConfig.model_validate_json(config_path.read_text())
     Path(config.output_root).mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def main() -> None:
         return single_child(args.config, args.model, args.splits)
 
     from recognize_me.config import PipelineConfig
-    from recognize_me.demo_data import generate_demo_data
+    from recognize_me.demo.data import generate_demo_data
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
     data = tmp / "celeba"

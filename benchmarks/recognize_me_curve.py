@@ -55,8 +55,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from recognize_me.me_photos import prepare_photos
-    from recognize_me.transfer import TransferJob, base_input_settings, train_transfer
+    from recognize_me.me.photo_set import prepare_photos
+    from recognize_me.me.transfer import TransferJob, base_input_settings, train_transfer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="a trained CelebA model.keras")

@@ -31,7 +31,7 @@ DIAG_VARIANTS = ("plain+determinism+epoch-seeded input", "train_one without back
 def write_splits(out: Path, n_train: int, n_val: int, n_test: int) -> Path:
     """The first images present on disk, in name order: train, then val, then test, with 0/1 labels."""
 
-    from recognize_me.celeba_files import read_attribute_file
+    from recognize_me.data.celeba_files import read_attribute_file
 
     images = require_celeba("img_align_celeba")
     table = read_attribute_file(require_celeba("list_attr_celeba.txt")).frame
@@ -82,8 +82,8 @@ def child(variant: str, splits_csv: Path, epochs: int, threads: int) -> None:
     import keras
     import tensorflow as tf
 
-    from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-    from recognize_me.dataset import make_dataset
+    from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+    from recognize_me.data.dataset import make_dataset
     from recognize_me.models import BuildOptions, get_model_spec
 
     images = require_celeba("img_align_celeba")
@@ -93,10 +93,10 @@ def child(variant: str, splits_csv: Path, epochs: int, threads: int) -> None:
     start = time.perf_counter()
     out: dict[str, object] = {"variant": variant, "import_s": import_s}
     if variant.startswith("train_one"):
-        from recognize_me import training
+        from recognize_me.training.train import train as training
 
         if variant == "train_one without backup":
-            import recognize_me.training_callbacks as tc
+            import recognize_me.training.callbacks as tc
 
             class NoBackup(keras.callbacks.Callback):
                 def __init__(self, *args, **kwargs) -> None:
@@ -173,7 +173,7 @@ def main() -> None:
                                               "threads": args.threads, "repeats": args.repeats})
         import inspect
 
-        from recognize_me.dataset import make_dataset
+        from recognize_me.data.dataset import make_dataset
 
         chosen = args.variants.split(",") if args.variants else VARIANTS + (DIAG_VARIANTS if args.diagnose else ())
         if "train_one" not in chosen:

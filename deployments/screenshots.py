@@ -192,7 +192,7 @@ def _deployments_exist(client: Any, names: Sequence[str]) -> bool:
 
 def tiny_config(workdir: Path, models: Sequence[str] = ("baseline_cnn",), seed: int = 3) -> dict[str, Any]:
     """A complete ``config`` parameter for a train-all run of seconds: 120 synthetic images, 32x32, 1 epoch."""
-    from recognize_me.demo_data import generate_demo_data
+    from recognize_me.demo.data import generate_demo_data
 
     data = workdir / "data"
     if not (data / "list_attr_celeba.txt").is_file():

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from recognize_me.predict import expand_paths, load_champions, load_run_models, summary_rows
+from recognize_me.me.predict import expand_paths, load_champions, load_run_models, summary_rows
 
 
 @task(name="predict-images")

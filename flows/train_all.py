@@ -6,11 +6,11 @@ import json
 
 from prefect import flow
 
-from flows.recognize import recognize_me_stage
-from flows.train_models import run_parallel
+from flows.me import recognize_me_stage
+from flows.training import run_parallel
 from recognize_me.config import PipelineConfig
-from recognize_me.jobs import plan_jobs, threads_per_worker, worker_count
-from recognize_me.report import best_model_dir, test_set_digest
+from recognize_me.evaluation.report import best_model_dir, test_set_digest
+from recognize_me.training.plan import plan_jobs, threads_per_worker, worker_count
 from tasks.data import (
     check_data,
     create_run_folder,
@@ -21,9 +21,9 @@ from tasks.data import (
     save_run_config,
     split_data,
 )
+from tasks.evaluation import publish_report
 from tasks.me import prepare_me_photos
 from tasks.registry import promote
-from tasks.reporting import publish_report
 
 
 @flow(name="train-all", log_prints=True)

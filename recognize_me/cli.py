@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
 from recognize_me.config import ALL_MODELS, PipelineConfig
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 
 DEMO_DIR = Path("demo-data")
 
@@ -59,7 +59,7 @@ def config_from_args(args: argparse.Namespace, **defaults: Any) -> PipelineConfi
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from recognize_me.demo_data import generate_demo_data
+    from recognize_me.demo.data import generate_demo_data
 
     paths = generate_demo_data(Path(args.out), n_images=args.images, seed=args.seed)
     print(f"demo data written to {paths.root}")
@@ -67,8 +67,8 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from recognize_me.inventory import summarize_manifest
-    from recognize_me.validation import validate
+    from recognize_me.data.inventory import summarize_manifest
+    from recognize_me.data.validation import validate
 
     config = config_from_args(args)
     docs = Path(args.docs_dir) if args.docs_dir else None
@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace, **defaults: Any) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not (data / "list_attr_celeba.txt").exists():
-        from recognize_me.demo_data import generate_demo_data
+        from recognize_me.demo.data import generate_demo_data
 
         generate_demo_data(data, n_images=args.images, seed=0)
     defaults = {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
@@ -107,7 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from recognize_me.predict import expand_paths, load_champions, load_run_models, summary_rows
+    from recognize_me.me.predict import expand_paths, load_champions, load_run_models, summary_rows
 
     predictor = load_run_models(Path(args.run)) if args.run else load_champions(Path(args.registry))
     results = predictor.predict(expand_paths([Path(p) for p in args.images]))

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recognize_me.attributes_catalog import resolve_attributes
+from recognize_me.data.attributes import resolve_attributes
 
 ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"]
 ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune")

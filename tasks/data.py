@@ -8,15 +8,15 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from recognize_me.celeba_files import CelebaFormatError, CelebaTables, locate_celeba_files
-from recognize_me.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.config import PipelineConfig
+from recognize_me.data.celeba_files import CelebaFormatError, CelebaTables, locate_celeba_files
+from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
+from recognize_me.data.inventory import summarize_manifest
+from recognize_me.data.splits import make_splits, split_counts
+from recognize_me.data.validation import check_tables, inventory_tables, load_tables
 from recognize_me.fileio import write_with
-from recognize_me.inventory import summarize_manifest
 from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature, write_run_config
-from recognize_me.splits import make_splits, split_counts
-from recognize_me.training import package_versions
-from recognize_me.validation import check_tables, inventory_tables, load_tables
+from recognize_me.training.train import package_versions
 
 CHECKS_KEY = "data-checks"
 
@@ -33,7 +33,7 @@ def ensure_demo_data(config: PipelineConfig) -> None:
     """Generate the synthetic demo data once, when asked to and the folder has no attribute file."""
     if config.generate_demo_data and config.celeba_dir is not None \
             and not (config.celeba_dir / "list_attr_celeba.txt").exists():
-        from recognize_me.demo_data import generate_demo_data
+        from recognize_me.demo.data import generate_demo_data
 
         get_run_logger().info("generating demo data in %s", config.celeba_dir)
         generate_demo_data(config.celeba_dir)

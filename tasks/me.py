@@ -9,11 +9,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from recognize_me.check_report import DataCheckError, raise_on_critical
-from recognize_me.checks import check_photos
 from recognize_me.config import PipelineConfig
-from recognize_me.me_photos import prepare_photos
-from recognize_me.me_report import build_me_report
+from recognize_me.data.check_report import DataCheckError, raise_on_critical
+from recognize_me.data.checks import check_photos
+from recognize_me.me.photo_set import prepare_photos
+from recognize_me.me.report import build_me_report
 
 PHOTO_CHECKS_KEY = "photo-checks"
 

@@ -8,8 +8,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from recognize_me.training import TrainJob, train_one
-from recognize_me.transfer import TransferJob, train_transfer
+from recognize_me.me.transfer import TransferJob, train_transfer
+from recognize_me.training.train import TrainJob, train_one
 
 
 def artifact_key(prefix: str, name: str) -> str:

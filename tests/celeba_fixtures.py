@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 
 Value = int | str
 Row = tuple[str, Sequence[Value]]
@@ -220,7 +220,7 @@ def write_training_job(root: Path, n: int = 90, size: tuple[int, int] = (32, 32)
 TRAIN_ONE_SCRIPT = r"""
 import json, sys
 from pathlib import Path
-from recognize_me.training import TrainJob, train_one
+from recognize_me.training.train import TrainJob, train_one
 
 spec = json.loads(sys.argv[1])
 hook_log = Path(spec.pop("hook_log"))

@@ -30,7 +30,7 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
     """Small synthetic CelebA-format dataset (official layout) shared by the slow tests."""
-    from recognize_me.demo_data import generate_demo_data
+    from recognize_me.demo.data import generate_demo_data
 
     root = tmp_path_factory.mktemp("demo")
     generate_demo_data(root, n_images=240, seed=3, n_me=12, n_others=12)

@@ -37,12 +37,12 @@ from celeba_fixtures import (
 from PIL import Image
 from pydantic import ValidationError
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-from recognize_me.celeba_files import CelebaFormatError
-from recognize_me.check_report import CRITICAL, CheckReport, FailedExpectation
 from recognize_me.config import PipelineConfig
-from recognize_me.inventory import inventory_images
-from recognize_me.validation import Validation, validate
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.data.celeba_files import CelebaFormatError
+from recognize_me.data.check_report import CRITICAL, CheckReport, FailedExpectation
+from recognize_me.data.inventory import inventory_images
+from recognize_me.data.validation import Validation, validate
 
 N = 12  # rows (and images) per tiny dataset
 NAMES = ("Male", "Smiling")  # selected attributes: small suites, fast checks
@@ -300,7 +300,7 @@ def test_unusual_images_are_warnings_and_still_load_as_rgb(dataset, case: str) -
     """The rule as implemented: the image_manifest suite flags a mode other than RGB and a size other
     than 178x218 as *warnings* (the run goes on); ``dataset.decode_and_resize`` decodes any of them to 3
     channels (grey replicated, CMYK converted, alpha dropped) and crops/resizes to the model's size."""
-    from recognize_me.dataset import make_dataset
+    from recognize_me.data.dataset import make_dataset
 
     root, _ = dataset
     mode, size, column = UNUSUAL[case]
@@ -322,7 +322,7 @@ def test_unusual_images_are_warnings_and_still_load_as_rgb(dataset, case: str) -
 def test_alpha_is_dropped_not_composited(tmp_path: Path) -> None:
     """CelebA images with alpha keep the colour under a transparent pixel (TF drops the channel); the
     user's photos are composited on white instead (``photos.load_rgb``, tested in ``test_photos``)."""
-    from recognize_me.dataset import make_dataset
+    from recognize_me.data.dataset import make_dataset
 
     path = tmp_path / "transparent.png"
     Image.new("RGBA", (16, 16), (200, 10, 10, 0)).save(path)
@@ -351,7 +351,7 @@ class _EveryImageIsAFace:
     """A stand-in face cropper that frames every photo, so folder-size cases need no detectable face."""
 
     def crop(self, img: Image.Image):
-        from recognize_me.facecrop import REASON_FOUND, CropResult
+        from recognize_me.me.facecrop import REASON_FOUND, CropResult
 
         return CropResult(image=img.convert("RGB").resize((178, 218)), box=(0, 0, 10, 10), n_faces=1,
                           reason=REASON_FOUND)
@@ -366,8 +366,8 @@ def _photo_folder(folder: Path, n: int, start: int = 0) -> Path:
 
 @pytest.mark.parametrize("n_me", [0, 2])
 def test_empty_or_too_small_me_folder_fails_the_photo_check(tmp_path: Path, n_me: int) -> None:
-    from recognize_me.checks import check_photos
-    from recognize_me.me_photos import prepare_photos
+    from recognize_me.data.checks import check_photos
+    from recognize_me.me.photo_set import prepare_photos
 
     me = _photo_folder(tmp_path / "me", n_me)
     others = _photo_folder(tmp_path / "others", 4, start=50)
@@ -380,7 +380,7 @@ def test_empty_or_too_small_me_folder_fails_the_photo_check(tmp_path: Path, n_me
 
 
 def test_missing_me_folder_is_named(tmp_path: Path) -> None:
-    from recognize_me.me_photos import prepare_photos
+    from recognize_me.me.photo_set import prepare_photos
 
     others = _photo_folder(tmp_path / "others", 2)
     with pytest.raises(FileNotFoundError, match="photo folder not found: .*nowhere"):
@@ -388,7 +388,7 @@ def test_missing_me_folder_is_named(tmp_path: Path) -> None:
 
 
 def test_me_photo_without_a_face_is_rejected_with_a_reason(tmp_path: Path) -> None:
-    from recognize_me.me_photos import REJECTED_CSV, prepare_photos
+    from recognize_me.me.photo_set import REJECTED_CSV, prepare_photos
 
     me = tmp_path / "me"
     me.mkdir()
@@ -467,7 +467,7 @@ FLOW_CASES = {
 def test_flow_stops_before_any_model_and_keeps_the_champion(prefect_server, demo_data, tmp_path: Path,
                                                             case: str) -> None:
     from flows.train_all import train_all
-    from recognize_me.check_report import DataCheckError
+    from recognize_me.data.check_report import DataCheckError
     from recognize_me.registry import POINTER, Candidate, ModelRegistry
 
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""recognize_me.celeba_files: every accepted annotation layout, and every rejected one (synthetic files)."""
+"""recognize_me.data.celeba_files: every accepted annotation layout, and every rejected one (synthetic files)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from celeba_fixtures import (
     write_partition_file,
 )
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-from recognize_me.celeba_files import (
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.data.celeba_files import (
     CelebaFormatError,
     CelebaPaths,
     load_celeba_tables,

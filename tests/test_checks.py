@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recognize_me.checks import (
+from recognize_me.data.checks import (
     CheckReport,
     DataCheckError,
     FailedExpectation,

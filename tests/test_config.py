@@ -9,9 +9,9 @@ import pytest
 from celeba_fixtures import make_rows, write_tiny_celeba
 from pydantic import ValidationError
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES, PRESETS, UNRELIABLE_ATTRIBUTES
 from recognize_me.cli import build_parser, config_from_args, main
 from recognize_me.config import PipelineConfig
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES, PRESETS, UNRELIABLE_ATTRIBUTES
 
 
 def _config(**kwargs: object) -> PipelineConfig:

@@ -1,7 +1,7 @@
 """A training process killed mid-run resumes from its per-epoch backup and ends exactly where an
 uninterrupted run ends; a kill never leaves a partial file where a complete one is expected.
 
-Why the resume is exact (recognize_me.training / training_callbacks / dataset): Keras' BackupAndRestore
+Why the resume is exact (recognize_me.training.train / training_callbacks / dataset): Keras' BackupAndRestore
 saves weights, optimizer state and the epoch, but neither tf.data's reshuffle seed stream nor the Dropout
 seed generators' counters. ``EpochSeeds`` makes both a function of (seed, epoch) instead, so the resumed
 epochs see the same batches, flips and dropout masks as the uninterrupted run.
@@ -133,7 +133,7 @@ def _xy() -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_kill_while_saving_the_backup_keeps_the_previous_one(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from recognize_me.training_callbacks import AtomicBackupAndRestore
+    from recognize_me.training.callbacks import AtomicBackupAndRestore
 
     model = _tiny_model()
     callback = AtomicBackupAndRestore(str(tmp_path / "backup"))
@@ -163,7 +163,7 @@ def test_a_kill_while_saving_the_backup_keeps_the_previous_one(tmp_path: Path,
 def test_second_phase_is_not_skipped_after_a_resumed_first_phase(tmp_path: Path) -> None:
     """A two-phase job (vgg16_finetune) resumed in phase 1 runs all of phase 2's epochs. Keras keeps
     the epoch restored for phase 1 on the model; AtomicBackupAndRestore resets it per fit()."""
-    from recognize_me.training_callbacks import AtomicBackupAndRestore
+    from recognize_me.training.callbacks import AtomicBackupAndRestore
 
     x, y = _xy()
     model = _tiny_model()
@@ -179,8 +179,8 @@ def test_epoch_order_and_dropout_depend_on_the_epoch_number_only(tmp_path: Path)
     import keras
     import tensorflow as tf
 
-    from recognize_me.dataset import make_dataset
-    from recognize_me.training_callbacks import EpochSeeds
+    from recognize_me.data.dataset import make_dataset
+    from recognize_me.training.callbacks import EpochSeeds
 
     keras.utils.set_random_seed(0)  # the process-wide seed 0 once broke the per-epoch shuffle (tensor seed)
     paths = [str(p) for p in write_images(tmp_path / "img", image_ids(24), size=(16, 16))]

@@ -1,4 +1,4 @@
-"""recognize_me.dataset: the tf.data input pipeline on tiny synthetic images."""
+"""recognize_me.data.dataset: the tf.data input pipeline on tiny synthetic images."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from recognize_me.dataset import make_dataset  # noqa: E402
+from recognize_me.data.dataset import make_dataset  # noqa: E402
 
 SIZE = (16, 12)  # (height, width) fed to the model: small and not square, to catch swapped axes
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-from recognize_me.demo_data import (
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.demo.data import (
     CELEBA_PREVALENCE,
     IDENTITY_ATTRIBUTES,
     DemoDataPaths,
@@ -24,7 +24,7 @@ from recognize_me.demo_data import (
     generate_demo_data,
     sample_attributes,
 )
-from recognize_me.demo_faces import HAIR_COLOURS, Look, celeba_scene, random_look, render_face
+from recognize_me.demo.faces import HAIR_COLOURS, Look, celeba_scene, random_look, render_face
 
 N = 60
 

@@ -1,4 +1,4 @@
-"""recognize_me.facecrop: Haar face detection and CelebA-style framing.
+"""recognize_me.me.facecrop: Haar face detection and CelebA-style framing.
 
 Synthetic images check the geometry, padding and choice rules (detection is stubbed where a face is
 needed); the real-photo tests (marked ``real_data``) check the detector on /work/shared/data.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognize_me.facecrop import (
+from recognize_me.me.facecrop import (
     REASON_FOUND,
     REASON_FOUND_TIGHT,
     REASON_NO_FACE,
@@ -21,7 +21,7 @@ from recognize_me.facecrop import (
     CropResult,
     FaceCropper,
 )
-from recognize_me.photos import load_rgb
+from recognize_me.me.photos import load_rgb
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FACES = DATA / "faces"

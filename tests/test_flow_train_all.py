@@ -60,7 +60,7 @@ def test_parallel_run_survives_a_dead_worker(prefect_server, demo_data, tmp_path
 
 def test_bad_attribute_value_stops_before_any_model(prefect_server, demo_data, tmp_path):
     from flows.train_all import train_all
-    from recognize_me.check_report import DataCheckError
+    from recognize_me.data.check_report import DataCheckError
 
     bad = tmp_path / "bad"
     bad.mkdir()

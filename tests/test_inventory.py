@@ -1,4 +1,4 @@
-"""recognize_me.inventory: manifest of listed images (synthetic files, including broken ones)."""
+"""recognize_me.data.inventory: manifest of listed images (synthetic files, including broken ones)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from celeba_fixtures import synthetic_image, write_images
 from PIL import Image
 
-from recognize_me import inventory
-from recognize_me.inventory import (
+from recognize_me.data import inventory
+from recognize_me.data.inventory import (
     MANIFEST_COLUMNS,
     inspect_image,
     inventory_images,

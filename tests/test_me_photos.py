@@ -1,4 +1,4 @@
-"""recognize_me.me_photos.prepare_photos: scan, face-crop, hash and split the user's photo set.
+"""recognize_me.me.photo_set.prepare_photos: scan, face-crop, hash and split the user's photo set.
 
 Synthetic faces from ``demo_data`` (no real face is copied anywhere); the real-data test only reads
 /work/shared/data/faces and writes crops into a temporary folder.
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from recognize_me.demo_data import generate_demo_data
-from recognize_me.facecrop import REASON_NO_FACE
-from recognize_me.me_photos import MANIFEST_COLUMNS, PHOTO_COLUMNS, load_photo_table, prepare_photos
-from recognize_me.photo_splits import assign_splits, stable_split
-from recognize_me.photos import Photo
+from recognize_me.demo.data import generate_demo_data
+from recognize_me.me.facecrop import REASON_NO_FACE
+from recognize_me.me.photo_set import MANIFEST_COLUMNS, PHOTO_COLUMNS, load_photo_table, prepare_photos
+from recognize_me.me.photos import Photo
+from recognize_me.me.splits import assign_splits, stable_split
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 FRACTIONS = (0.5, 0.25, 0.25)
@@ -100,7 +100,7 @@ def test_csv_round_trip_and_rerun_is_identical(demo: Path, prepared, tmp_path: P
 
 @pytest.mark.slow
 def test_manifest_passes_the_photo_checks(prepared) -> None:
-    from recognize_me.checks import check_photos
+    from recognize_me.data.checks import check_photos
 
     photo_set, _ = prepared
     manifest = photo_set.to_manifest()

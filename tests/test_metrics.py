@@ -1,11 +1,11 @@
-"""recognize_me.metrics against values computed by hand."""
+"""recognize_me.evaluation.metrics against values computed by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recognize_me.metrics import binarize, majority_predictions, per_attribute_metrics, summarize
+from recognize_me.evaluation.metrics import binarize, majority_predictions, per_attribute_metrics, summarize
 
 # Column A: tp=1 fn=2 fp=1 tn=4.   Column B: tp=3 fn=1 fp=1 tn=3.
 Y_TRUE = np.array([[1, 0], [1, 1], [1, 0], [0, 1], [0, 0], [0, 0], [0, 1], [0, 1]])

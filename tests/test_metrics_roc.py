@@ -1,4 +1,4 @@
-"""recognize_me.metrics: rank-based ROC AUC, the ROC curve and the binary confusion matrix."""
+"""recognize_me.evaluation.metrics: rank-based ROC AUC, the ROC curve and the binary confusion matrix."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from recognize_me.metrics import binary_confusion, roc_auc, roc_curve
+from recognize_me.evaluation.metrics import binary_confusion, roc_auc, roc_curve
 
 
 def _pairwise_auc(y: np.ndarray, s: np.ndarray) -> float:

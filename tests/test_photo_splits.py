@@ -1,4 +1,4 @@
-"""recognize_me.photo_splits: content-hash splits that stay put when photos are added."""
+"""recognize_me.me.splits: content-hash splits that stay put when photos are added."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recognize_me.photo_splits import SPLIT_COLUMNS, assign_splits, split_score, stable_split
-from recognize_me.photos import Photo
+from recognize_me.me.photos import Photo
+from recognize_me.me.splits import SPLIT_COLUMNS, assign_splits, split_score, stable_split
 
 FRACTIONS = (0.8, 0.1, 0.1)
 

@@ -1,4 +1,4 @@
-"""recognize_me.photos: scanning a photo folder and loading photos as RGB (synthetic images only)."""
+"""recognize_me.me.photos: scanning a photo folder and loading photos as RGB (synthetic images only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognize_me.photos import SUPPORTED_SUFFIXES, Rejected, load_rgb, scan_photos, to_rgb
+from recognize_me.me.photos import SUPPORTED_SUFFIXES, Rejected, load_rgb, scan_photos, to_rgb
 
 
 def _save(path: Path, img: Image.Image, **kwargs: object) -> Path:

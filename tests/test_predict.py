@@ -1,4 +1,4 @@
-"""recognize_me.predict: "is this me?" + attributes for new photos, and finding a run's best models.
+"""recognize_me.me.predict: "is this me?" + attributes for new photos, and finding a run's best models.
 
 Untrained tiny models (32x32) stand in for trained ones: the tests check plumbing and format, not skill.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-from recognize_me.demo_data import generate_demo_data
-from recognize_me.predict import (
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.demo.data import generate_demo_data
+from recognize_me.me.predict import (
     ERROR_NO_FACE,
     PredictorConfig,
     load_run_models,
@@ -30,8 +30,8 @@ KEYS = {"path", "error", "me_probability", "is_me", "threshold", "attributes", "
 
 
 def _save_models(folder: Path, seed: int = 0, size: tuple[int, int] = SIZE) -> tuple[Path, Path]:
+    from recognize_me.me.transfer import build_transfer_model, feature_extractor
     from recognize_me.models import BuildOptions, get_model_spec
-    from recognize_me.transfer import build_transfer_model, feature_extractor
 
     keras.utils.set_random_seed(seed)
     base = get_model_spec("baseline_cnn").build((*size, 3), len(NAMES), BuildOptions())
@@ -59,7 +59,7 @@ def _predict(env: dict[str, Path], paths: list[Path], **kw) -> list[dict]:
 
 @pytest.mark.parametrize("crop", ["square", "face", "none"])
 def test_prepare_image_matches_the_training_pipeline(tmp_path: Path, crop: str) -> None:
-    from recognize_me.dataset import make_dataset
+    from recognize_me.data.dataset import make_dataset
 
     rng = np.random.default_rng(0)
     path = tmp_path / "crop.png"

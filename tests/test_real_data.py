@@ -18,9 +18,9 @@ def test_validate_real_celeba(shared_data, capsys, tmp_path):
 
 
 def test_real_splits_follow_the_official_partition(shared_data):
-    from recognize_me.celeba_files import load_celeba_tables, locate_celeba_files
-    from recognize_me.inventory import inventory_images
-    from recognize_me.splits import make_splits, split_counts
+    from recognize_me.data.celeba_files import load_celeba_tables, locate_celeba_files
+    from recognize_me.data.inventory import inventory_images
+    from recognize_me.data.splits import make_splits, split_counts
 
     tables = load_celeba_tables(locate_celeba_files(shared_data / "celeba"), ("Male", "Smiling"))
     assert tables.attributes.declared_rows == len(tables.attributes.frame) == 202_599

@@ -77,8 +77,8 @@ def test_no_builder_uses_a_lambda_layer(name: str) -> None:
 def test_transfer_model_has_no_lambda_layer() -> None:
     import keras
 
+    from recognize_me.me.transfer import build_transfer_model, feature_extractor
     from recognize_me.models import MODELS, BuildOptions
-    from recognize_me.transfer import build_transfer_model, feature_extractor
 
     base = MODELS["cnn_scheduled"].build((32, 32, 3), 3, BuildOptions(seed=1))
     model = build_transfer_model(feature_extractor(base), (32, 32), seed=1)
@@ -125,7 +125,7 @@ def test_prefect_server_is_started_on_localhost_only(tmp_path: Path, monkeypatch
 
 
 def test_local_dask_cluster_binds_localhost_without_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.train_models as train_models
+    import flows.training as train_models
 
     class FakeClient:
         api_url = "http://127.0.0.1:4200/api/"

@@ -1,4 +1,4 @@
-"""recognize_me.splits: official, seeded and identity-disjoint splits, and the seeded limit."""
+"""recognize_me.data.splits: official, seeded and identity-disjoint splits, and the seeded limit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from celeba_fixtures import image_ids
 
-from recognize_me.splits import SPLITS, make_splits, split_counts
+from recognize_me.data.splits import SPLITS, make_splits, split_counts
 
 IDS = image_ids(1000)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recognize_me.thresholds import DEFAULT_GRID, choose_thresholds
+from recognize_me.training.thresholds import DEFAULT_GRID, choose_thresholds
 
 
 def _metric(y: np.ndarray, pred: np.ndarray, metric: str) -> float:

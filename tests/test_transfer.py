@@ -1,4 +1,4 @@
-"""recognize_me.transfer (feature extraction, fine tuning) and recognize_me.me_report.
+"""recognize_me.me.transfer (feature extraction, fine tuning) and recognize_me.me.report.
 
 The CelebA base is an untrained ``baseline_cnn`` (32x32 inputs, 40 outputs) saved like a run's model
 folder; the photos are demo_data's synthetic faces. Training is 2 epochs on ~24 images.
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recognize_me.demo_data import generate_demo_data
-from recognize_me.me_photos import prepare_photos
-from recognize_me.transfer import (
+from recognize_me.demo.data import generate_demo_data
+from recognize_me.me.photo_set import prepare_photos
+from recognize_me.me.transfer import (
     FEATURES_NAME,
     TransferJob,
     base_input_settings,
@@ -50,8 +50,8 @@ def _save_base(folder: Path, name: str = "baseline_cnn") -> Path:
 def _balanced_seed(me_dir: Path, others_dir: Path, fractions: tuple[float, float, float]) -> int:
     """The first seed giving >= 2 photos of each class in every split (so val and test metrics mean
     something), whatever the synthetic photos' bytes are."""
-    from recognize_me.photo_splits import assign_splits
-    from recognize_me.photos import scan_photos
+    from recognize_me.me.photos import scan_photos
+    from recognize_me.me.splits import assign_splits
 
     photos = scan_photos(me_dir, "me")[0] + scan_photos(others_dir, "other")[0]
     for seed in range(200):
@@ -227,7 +227,7 @@ def test_same_seed_same_result(setup: dict[str, Path], trained: dict) -> None:
 
 @pytest.mark.slow
 def test_me_report(setup: dict[str, Path], trained: dict) -> None:
-    from recognize_me.me_report import build_me_report
+    from recognize_me.me.report import build_me_report
 
     run_dir = setup["root"] / "run"
     failed = {"strategy": "broken", "status": "failed", "error": "boom"}

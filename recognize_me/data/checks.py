@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recognize_me.check_report import (
+from recognize_me.data.check_report import (
     CRITICAL,
     CheckReport,
     DataCheckError,
@@ -35,7 +35,7 @@ __all__ = [
     "load_suite", "raise_on_critical",
 ]
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "expectations"
+SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
 MAX_EXAMPLES = 5
 _PARAM = "$PARAMETER"
 _SITE = "recognize_me"

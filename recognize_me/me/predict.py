@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from recognize_me.facecrop import FaceCropper
-from recognize_me.photos import SUPPORTED_SUFFIXES, load_rgb
-from recognize_me.report import model_folder
+from recognize_me.evaluation.report import model_folder
+from recognize_me.me.facecrop import FaceCropper
+from recognize_me.me.photos import SUPPORTED_SUFFIXES, load_rgb
 
 ERROR_NO_FACE = "no face found"
 CHUNK = 256  # images decoded, cropped and predicted together
@@ -64,7 +64,7 @@ def prepare_image(image: Image.Image, image_size: tuple[int, int], crop: str) ->
     """A 178x218 framed face -> float32 (H, W, 3) in [0, 1], the way ``make_dataset`` prepares a file."""
     import tensorflow as tf
 
-    from recognize_me.dataset import crop_and_resize
+    from recognize_me.data.dataset import crop_and_resize
 
     img = crop_and_resize(tf.convert_to_tensor(np.asarray(image.convert("RGB"), dtype=np.uint8)),
                           tuple(image_size), crop)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from recognize_me.photos import to_rgb
+from recognize_me.me.photos import to_rgb
 
 # --- CelebA framing ---------------------------------------------------------------------------------
 # Measured on 1,000 randomly chosen real images of /work/shared/data/celeba/img_align_celeba (178x218),

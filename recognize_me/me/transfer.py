@@ -189,12 +189,12 @@ def train_transfer(job: TransferJob, on_epoch: TransferHook | None = None) -> di
     import keras
 
     import recognize_me.models  # noqa: F401 - registers the custom layers the base may use
-    from recognize_me.dataset import make_dataset
-    from recognize_me.me_photos import load_photo_table
-    from recognize_me.metrics import binary_confusion, per_attribute_metrics, roc_auc
-    from recognize_me.thresholds import choose_thresholds
-    from recognize_me.training import configure_tensorflow
-    from recognize_me.training_callbacks import EpochReporter
+    from recognize_me.data.dataset import make_dataset
+    from recognize_me.evaluation.metrics import binary_confusion, per_attribute_metrics, roc_auc
+    from recognize_me.me.photo_set import load_photo_table
+    from recognize_me.training.callbacks import EpochReporter
+    from recognize_me.training.thresholds import choose_thresholds
+    from recognize_me.training.train import configure_tensorflow
 
     start = time.perf_counter()
     configure_tensorflow(job.threads, job.seed)
@@ -277,7 +277,7 @@ def _job_dict(job: TransferJob) -> dict[str, Any]:
 
 def _write_outputs(job: TransferJob, model: keras.Model, histories: list[pd.DataFrame], summary: dict[str, Any],
                    test_rows: pd.DataFrame, test_scores: np.ndarray, predicted: np.ndarray) -> None:
-    from recognize_me.training import package_versions
+    from recognize_me.training.train import package_versions
 
     out = Path(job.out_dir)
     history = pd.concat(histories, ignore_index=True)

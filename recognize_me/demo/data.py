@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
-from recognize_me.demo_faces import Look, celeba_scene, photo_scene, random_look, render_face
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.demo.faces import Look, celeba_scene, photo_scene, random_look, render_face
 from recognize_me.fileio import write_with
 
 #: CelebA's positive rate per attribute (train+val+test), the targets ``sample_attributes`` aims at.

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recognize_me import plots
+from recognize_me.evaluation import plots
+from recognize_me.evaluation.metrics import roc_auc, roc_curve
+from recognize_me.evaluation.report import REPORT_STYLE, table_html
 from recognize_me.fileio import write_text
-from recognize_me.metrics import roc_auc, roc_curve
-from recognize_me.report import REPORT_STYLE, table_html
 
 ROW_COLUMNS: tuple[str, ...] = ("strategy", "status", "threshold", "accuracy", "balanced_accuracy", "precision",
                                 "recall", "f1", "roc_auc", "test_photos", "epochs_run", "train_time_s")

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from recognize_me.report import build_report
+from recognize_me.evaluation.report import build_report
 
 
 @task(name="publish-report")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from recognize_me.celeba_files import CelebaTables, load_celeba_tables, locate_celeba_files
-from recognize_me.check_report import CheckReport
-from recognize_me.checks import check_celeba
 from recognize_me.config import PipelineConfig
-from recognize_me.inventory import inventory_images
+from recognize_me.data.celeba_files import CelebaTables, load_celeba_tables, locate_celeba_files
+from recognize_me.data.check_report import CheckReport
+from recognize_me.data.checks import check_celeba
+from recognize_me.data.inventory import inventory_images
 
 
 def load_tables(config: PipelineConfig) -> CelebaTables:

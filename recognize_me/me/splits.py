@@ -12,7 +12,7 @@ from typing import Literal
 
 import pandas as pd
 
-from recognize_me.photos import Photo
+from recognize_me.me.photos import Photo
 
 Split = Literal["train", "val", "test"]
 SPLIT_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "split", "width", "height")

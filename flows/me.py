@@ -8,11 +8,12 @@ from typing import Any
 
 from prefect import flow
 
-from flows.train_models import run_transfer_parallel
+from flows.training import run_transfer_parallel
 from recognize_me.config import PipelineConfig
-from recognize_me.jobs import pick_base_model, plan_transfer_jobs, threads_per_worker, worker_count
-from recognize_me.me_photos import photo_test_set_digest
-from recognize_me.me_report import best_transfer_dir
+from recognize_me.me.photo_set import photo_test_set_digest
+from recognize_me.me.plan import pick_base_model, plan_transfer_jobs
+from recognize_me.me.report import best_transfer_dir
+from recognize_me.training.plan import threads_per_worker, worker_count
 from tasks.me import publish_me_report
 from tasks.registry import promote
 

@@ -1,6 +1,6 @@
 """The result of a data check: failed expectations, counts and the Data Docs location.
 
-Plain data and formatting only (no Great Expectations import); built by :mod:`recognize_me.checks`.
+Plain data and formatting only (no Great Expectations import); built by :mod:`recognize_me.data.checks`.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import dask
 from prefect import flow, get_client
 from prefect_dask import DaskTaskRunner
 
-from recognize_me.training import TrainJob
-from recognize_me.transfer import TransferJob
+from recognize_me.me.transfer import TransferJob
+from recognize_me.training.train import TrainJob
 from tasks.training import collect_outcome, train_model, train_transfer_model
 
 

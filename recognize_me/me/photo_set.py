@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from recognize_me.facecrop import CELEBA_FRAME_SIZE, REASON_NO_FACE, FaceCropper
 from recognize_me.fileio import write_with
-from recognize_me.photo_splits import assign_splits
-from recognize_me.photos import Photo, Rejected, check_photo, load_rgb, scan_photos
+from recognize_me.me.facecrop import CELEBA_FRAME_SIZE, REASON_NO_FACE, FaceCropper
+from recognize_me.me.photos import Photo, Rejected, check_photo, load_rgb, scan_photos
+from recognize_me.me.splits import assign_splits
 
 ME_LABEL = "me"
 OTHER_LABEL = "other"

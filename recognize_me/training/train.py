@@ -101,7 +101,7 @@ def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: Ep
                spec, epoch_var) -> list:
     import keras
 
-    from recognize_me.training_callbacks import (
+    from recognize_me.training.callbacks import (
         AtomicBackupAndRestore,
         EpochReporter,
         EpochSeeds,
@@ -138,10 +138,10 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
 
     import tensorflow as tf
 
-    from recognize_me.dataset import make_dataset
-    from recognize_me.metrics import binarize, per_attribute_metrics, summarize
+    from recognize_me.data.dataset import make_dataset
+    from recognize_me.evaluation.metrics import binarize, per_attribute_metrics, summarize
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
-    from recognize_me.thresholds import choose_thresholds
+    from recognize_me.training.thresholds import choose_thresholds
 
     start = time.perf_counter()
     configure_tensorflow(job.threads, job.model_seed)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recognize_me import plots
+from recognize_me.evaluation import plots
+from recognize_me.evaluation.metrics import majority_predictions, per_attribute_metrics, summarize
 from recognize_me.fileio import write_json, write_text
-from recognize_me.metrics import majority_predictions, per_attribute_metrics, summarize
 
 LEADERBOARD_COLUMNS = ("model", "status", "mean_accuracy", "mean_balanced_accuracy", "mean_f1", "params",
                        "train_time_s")

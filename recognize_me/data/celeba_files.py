@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from recognize_me.attributes_catalog import CELEBA_ATTRIBUTES
+from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 
 
 class CelebaFormatError(ValueError):

@@ -1,0 +1,30 @@
+"""Plan the "is this me?" transfer jobs from the CelebA training outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recognize_me.config import PipelineConfig
+from recognize_me.me.transfer import TransferJob
+
+
+def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Path) -> Path | None:
+    """``preferred``'s model.keras when it completed, else the best completed model's; None if none did."""
+    from recognize_me.evaluation.report import model_folder
+
+    done = {o["model"]: o for o in outcomes if o.get("status") == "completed"}
+    if not done:
+        return None
+    chosen = done.get(preferred) or max(done.values(), key=lambda o: o["mean_accuracy"])
+    return model_folder(run_dir, chosen) / "model.keras"
+
+
+def plan_transfer_jobs(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path,
+                       threads: int) -> list[TransferJob]:
+    """Feature extraction and fine tuning from the same CelebA model, into ``<run>/me/<strategy>/``."""
+    return [TransferJob(strategy=strategy, base_model_path=Path(base_model), photos_csv=Path(photos_csv),
+                        out_dir=Path(run_dir) / "me" / strategy, image_size=config.image_size, crop=config.crop,
+                        epochs=config.me_epochs, learning_rate=config.learning_rate, seed=config.seed + 5000,
+                        threads=threads)
+            for strategy in ("feature_extraction", "fine_tuning")]
