@@ -108,7 +108,7 @@ def plain_child(config_path: Path) -> None:
     tables = load_tables(config)
     paths = tables.paths
     source = data_fingerprint([paths.attr_file, paths.partition_file, paths.identity_file], config.data_json(),
-                              extra=[folder_signature(paths.images_dir), "-", "-"])
+                              extra=[folder_signature(paths.images_dir)])
     manifest = inventory_tables(tables)
     raise_on_critical(check_tables(config, tables, manifest, docs_dir=run_dir / "data_docs"))
     available = manifest.loc[manifest["exists"] & manifest["decodable"], "image_id"]

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import yaml
 
+from recognize_me.quiet import quiet_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_API = "http://127.0.0.1:4200/api"
 
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL", DEFAULT_API))
     parser.add_argument("--only", nargs="+", help="serve only these deployment names")
     args = parser.parse_args(argv)
+    quiet_environment()
     server = ensure_server(args.api_url)
     os.environ["PREFECT_API_URL"] = args.api_url
     from prefect import serve

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from recognize_me.config import ALL_MODELS, PipelineConfig
 from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.quiet import import_tensorflow_quietly, quiet_environment
 
 DEMO_DIR = Path("demo-data")
 
@@ -109,6 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from recognize_me.me.predict import expand_paths, load_champions, load_run_models, summary_rows
 
+    import_tensorflow_quietly()
     predictor = load_run_models(Path(args.run)) if args.run else load_champions(Path(args.registry))
     results = predictor.predict(expand_paths([Path(p) for p in args.images]))
     if args.json:
@@ -163,6 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_environment()  # before Prefect or TensorFlow is imported; a user's own setting wins
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -49,9 +49,7 @@ def fingerprint_sources(config: PipelineConfig) -> str:
     """Never cached: it is what tells whether anything changed since the last run."""
     paths = locate_celeba_files(config.celeba_dir, config.attr_file, config.partition_file,
                                 config.identity_file, config.images_dir)
-    extra = [folder_signature(paths.images_dir)]
-    for folder in (config.me_dir, config.others_dir):
-        extra.append(folder_signature(folder) if folder else "-")
+    extra = [folder_signature(paths.images_dir)]  # the photo folders key the photo step, not this
     fingerprint = data_fingerprint([paths.attr_file, paths.partition_file, paths.identity_file],
                                    config.data_json(), extra=extra)
     get_run_logger().info("source fingerprint %s", fingerprint[:16])

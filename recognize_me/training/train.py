@@ -58,18 +58,10 @@ class TrainJob:
         return self.seed + SEED_OFFSETS.get(self.model, 9000)
 
     def cache_key(self) -> str:
-        """What the trained model depends on: data fingerprint and hyperparameters, not where it runs."""
-        import hashlib
-        import json
+        """What the trained model depends on (splits, listed images, hyperparameters), not where it runs."""
+        from recognize_me.cache_keys import train_job_key
 
-        from recognize_me.runs import file_digest
-
-        d = _job_dict(self)
-        for where in ("run_dir", "splits_csv", "threads", "fault_exit_epoch"):
-            d.pop(where)
-        d["data_fingerprint"] = self.context.get("data_fingerprint")
-        d["splits"] = file_digest(Path(self.splits_csv))
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+        return train_job_key(self)
 
 
 def configure_tensorflow(threads: int, seed: int) -> None:
@@ -161,7 +153,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     for phase, epochs in enumerate(phases, start=1):
         if phase == 2:
             model = spec.fine_tune(model, _options(job))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,  # tf.data shuffles
                   callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec,
                                        epoch_var))
         history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
