@@ -33,10 +33,10 @@ def ensure_demo_data(config: PipelineConfig) -> None:
     """Generate the synthetic demo data once, when asked to and the folder has no attribute file."""
     if config.generate_demo_data and config.celeba_dir is not None \
             and not (config.celeba_dir / "list_attr_celeba.txt").exists():
-        from recognize_me.demo.data import generate_demo_data
+        from recognize_me.demo.data import DEMO_IMAGES, generate_demo_data
 
         get_run_logger().info("generating demo data in %s", config.celeba_dir)
-        generate_demo_data(config.celeba_dir)
+        generate_demo_data(config.celeba_dir, n_images=DEMO_IMAGES)
 
 
 def _by_source(context, parameters) -> str:
