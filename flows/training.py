@@ -71,8 +71,12 @@ def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
     runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
                             cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                             "host": "127.0.0.1", "dashboard_address": None,
-                                            "env": {"PREFECT_API_URL": api_url, **quiet_environment(dict(os.environ))}})
-    runner.logger.addFilter(_no_dashboard_line)  # a local cluster has no dashboard anyone asked for
+                                            "env": {"PREFECT_API_URL": api_url, "DASK_LOGGING__DISTRIBUTED": "warning",
+                                                    **quiet_environment(dict(os.environ))}})
+    # Dask's start-up INFO lines (addresses, the unasked-for dashboard) stay out of the console;
+    # its warnings and errors do not.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    runner.logger.addFilter(_no_dashboard_line)
     return runner
 
 
