@@ -11,6 +11,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from recognize_me.cache_keys import transfer_job_key
 from recognize_me.me.transfer import TransferJob, train_transfer
 from recognize_me.quiet import import_tensorflow_quietly
+from recognize_me.training.seeding import isolated_default_seeds
 from recognize_me.training.train import TrainJob, train_one
 
 
@@ -64,7 +65,8 @@ def train_model(job: TrainJob) -> dict[str, Any]:
       persist_result=True, retries=1)
 def train_transfer_model(job: TransferJob) -> dict[str, Any]:
     import_tensorflow_quietly()
-    summary = train_transfer(job, on_epoch=progress_hook(f"me-{job.strategy}"))
+    with isolated_default_seeds(job.seed):  # Keras' unseeded layers: same weights whatever other threads do
+        summary = train_transfer(job, on_epoch=progress_hook(f"me-{job.strategy}"))
     get_run_logger().info("%s: test F1 %.3f, AUC %s in %.1f s", job.strategy, summary["f1"],
                           summary["roc_auc"], summary["train_time_s"])
     return summary

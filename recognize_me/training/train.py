@@ -133,6 +133,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     from recognize_me.data.dataset import make_dataset
     from recognize_me.evaluation.metrics import binarize, per_attribute_metrics, summarize
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
+    from recognize_me.training.seeding import isolated_default_seeds
     from recognize_me.training.thresholds import choose_thresholds
 
     start = time.perf_counter()
@@ -145,14 +146,16 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     train_ds = make_dataset(data["train"][0], data["train"][1], shuffle=True, augment_flip=job.augment_flip,
                             seed=job.model_seed, epoch=epoch_var, **common)
     val_ds = make_dataset(data["val"][0], data["val"][1], **common)
-    model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
-    if spec.class_weighted_loss:
-        model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
+    with isolated_default_seeds(job.model_seed):
+        model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
+        if spec.class_weighted_loss:
+            model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
     histories = []
     phases = _phase_epochs(job.epochs, spec.fine_tune is not None)
     for phase, epochs in enumerate(phases, start=1):
         if phase == 2:
-            model = spec.fine_tune(model, _options(job))
+            with isolated_default_seeds(job.model_seed + phase):
+                model = spec.fine_tune(model, _options(job))
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,  # tf.data shuffles
                   callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec,
                                        epoch_var))
