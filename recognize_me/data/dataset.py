@@ -137,7 +137,7 @@ def _reshuffled(ds: tf.data.Dataset, n: int, *, shuffle: bool, augment_flip: boo
                 load) -> tf.data.Dataset:
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = load(ds)
+    ds = load(ds).apply(tf.data.experimental.assert_cardinality(n))
     if augment_flip:
         noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, noise).map(lambda item, r: _flip(item, r), num_parallel_calls=tf.data.AUTOTUNE,
