@@ -38,7 +38,8 @@ def train_all(config: PipelineConfig) -> str:
     manifest = inventory.with_options(**cached)(tables, source)
     check_data.with_options(**cached)(config, tables, manifest, run_dir, source)
     splits_csv = split_data(config, tables, manifest, run_dir)
-    photos_csv = prepare_me_photos(config, run_dir, splits_csv, tables.paths.images_dir) if config.me_dir else None
+    photos_csv = prepare_me_photos.with_options(**cached)(config, run_dir, splits_csv, tables.paths.images_dir) \
+        if config.me_dir else None
 
     decoded = decode_images(config, splits_csv, tables.paths.images_dir, source)
     n_workers = worker_count(config, len(config.models))

@@ -126,7 +126,7 @@ class PipelineConfig(BaseModel):
 
     #: Fields that decide what is read and checked (the ingestion caches' key).
     DATA_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"celeba_dir", "attr_file", "partition_file", "identity_file", "images_dir", "me_dir", "others_dir",
+        {"celeba_dir", "attr_file", "partition_file", "identity_file", "images_dir",
          "attributes", "max_absent_fraction", "max_undecodable_fraction"})
 
     def data_json(self) -> str:

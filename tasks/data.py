@@ -34,10 +34,10 @@ def ensure_demo_data(config: PipelineConfig) -> None:
     """Generate the synthetic demo data once, when asked to and the folder has no attribute file."""
     if config.generate_demo_data and config.celeba_dir is not None \
             and not (config.celeba_dir / "list_attr_celeba.txt").exists():
-        from recognize_me.demo.data import generate_demo_data
+        from recognize_me.demo.data import DEMO_IMAGES, generate_demo_data
 
         get_run_logger().info("generating demo data in %s", config.celeba_dir)
-        generate_demo_data(config.celeba_dir)
+        generate_demo_data(config.celeba_dir, n_images=DEMO_IMAGES)
 
 
 def _by_source(context, parameters) -> str:
@@ -50,9 +50,7 @@ def fingerprint_sources(config: PipelineConfig) -> str:
     """Never cached: it is what tells whether anything changed since the last run."""
     paths = locate_celeba_files(config.celeba_dir, config.attr_file, config.partition_file,
                                 config.identity_file, config.images_dir)
-    extra = [folder_signature(paths.images_dir)]
-    for folder in (config.me_dir, config.others_dir):
-        extra.append(folder_signature(folder) if folder else "-")
+    extra = [folder_signature(paths.images_dir)]  # the photo folders key the photo step, not this
     fingerprint = data_fingerprint([paths.attr_file, paths.partition_file, paths.identity_file],
                                    config.data_json(), extra=extra)
     get_run_logger().info("source fingerprint %s", fingerprint[:16])

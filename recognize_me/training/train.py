@@ -61,18 +61,10 @@ class TrainJob:
         return self.seed + SEED_OFFSETS.get(self.model, 9000)
 
     def cache_key(self) -> str:
-        """What the trained model depends on: data fingerprint and hyperparameters, not where it runs."""
-        import hashlib
-        import json
+        """What the trained model depends on (splits, listed images, hyperparameters), not where it runs."""
+        from recognize_me.cache_keys import train_job_key
 
-        from recognize_me.runs import file_digest
-
-        d = _job_dict(self)
-        for where in ("run_dir", "splits_csv", "threads", "fault_exit_epoch", "decoded"):
-            d.pop(where)
-        d["data_fingerprint"] = self.context.get("data_fingerprint")
-        d["splits"] = file_digest(Path(self.splits_csv))
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+        return train_job_key(self)
 
 
 def configure_tensorflow(threads: int, seed: int, precision: str = "float32") -> str:
@@ -178,6 +170,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
     from recognize_me.training.budget import EpochPlan
     from recognize_me.training.callbacks import TimeBudget
+    from recognize_me.training.seeding import isolated_default_seeds
     from recognize_me.training.thresholds import choose_thresholds
 
     start = time.perf_counter()
@@ -188,9 +181,10 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     data = load_split_labels(job.splits_csv, job.images_dir, job.attributes)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds before each epoch
     ds, input_kind = _datasets(job, data, epoch_var)
-    model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
-    if spec.class_weighted_loss:
-        model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
+    with isolated_default_seeds(job.model_seed):
+        model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
+        if spec.class_weighted_loss:
+            model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
     plan = EpochPlan(max_epochs=job.epochs, budget_s=job.budget_s)
     n_val, n_test = max(1, len(data["val"][1])), len(data["test"][1])
     budget = (TimeBudget(plan, started, eval_factor=1.5 + n_test / n_val) if job.budget_s is not None else None)
@@ -208,8 +202,10 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
             budget.offset = done
             budget.first_of_two = two_phase and phase == 1
         if phase == 2:
-            model = spec.fine_tune(model, _options(job))
+            with isolated_default_seeds(job.model_seed + phase):
+                model = spec.fine_tune(model, _options(job))
         model.fit(ds["train"], validation_data=ds["val"], epochs=epochs, verbose=0,
+                  shuffle=False,  # tf.data shuffles; Keras warns when asked to
                   callbacks=_callbacks(job, phase, plan, done, on_epoch, spec, epoch_var, budget))
         history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
         histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
