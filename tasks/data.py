@@ -11,6 +11,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from recognize_me.config import PipelineConfig
 from recognize_me.data.celeba_files import CelebaFormatError, CelebaTables, locate_celeba_files
 from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
+from recognize_me.data.decoded_cache import DecodedCacheDoesNotFit, decode_splits
 from recognize_me.data.inventory import summarize_manifest
 from recognize_me.data.splits import make_splits, split_counts
 from recognize_me.data.validation import check_tables, inventory_tables, load_tables
@@ -112,3 +113,22 @@ def split_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFr
     path = write_with(run_dir / "splits.csv", lambda p: table.to_csv(p, index=False))
     get_run_logger().info("splits %s -> %s", split_counts(splits), path)
     return path
+
+
+@task(name="decode-images")
+def decode_images(config: PipelineConfig, splits_csv: Path, images_dir: Path, source: str) -> Path | None:
+    """Decode every image of ``splits.csv`` once into the shared array cache (reused when it exists).
+
+    None (the models then read the JPEGs) when ``decoded_cache`` is off or the array does not fit.
+    """
+    logger = get_run_logger()
+    if not config.decoded_cache:
+        return None
+    try:
+        folder, reused = decode_splits(splits_csv, config.output_root / "cache" / "decoded", source, images_dir,
+                                       config.image_size, config.crop)
+    except DecodedCacheDoesNotFit as err:
+        logger.warning("%s", err)
+        return None
+    logger.info("decoded images %s: %s", "reused" if reused else "written", folder)
+    return folder
