@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from recognize_me.data.attributes import resolve_attributes
 
-ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"]
-ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune")
+ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune", "resnet_identity"]
+ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
+                               "resnet_identity")
 
 
 class PipelineConfig(BaseModel):

@@ -27,7 +27,7 @@ EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1
 
 #: Each model trains with base seed + its offset, so models differ but stay reproducible.
 SEED_OFFSETS = {"baseline_cnn": 0, "cnn_scheduled": 1000, "cnn_thresholded": 2000, "resnet": 3000,
-                "vgg16_finetune": 4000}
+                "vgg16_finetune": 4000, "resnet_identity": 5000}
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str,
 
 
 def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: EpochHook | None,
-               spec, epoch_var) -> list:
+               spec, epoch_var, plan) -> list:
     import keras
 
     from recognize_me.training.callbacks import (
@@ -117,7 +117,7 @@ def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: Ep
         cbs.append(EpochReporter(job.model, epochs, on_epoch, offset=offset))
     if job.fault_exit_epoch is not None:
         cbs.append(FaultInjector(job.fault_exit_epoch))
-    return cbs + list(spec.callbacks(_options(job)))
+    return cbs + list(spec.callbacks(_options(job), plan, offset))
 
 
 def _options(job: TrainJob):
@@ -139,9 +139,9 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     import tensorflow as tf
 
     from recognize_me.data.dataset import make_dataset
-    from recognize_me.evaluation.metrics import binarize, per_attribute_metrics, summarize
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
-    from recognize_me.training.thresholds import choose_thresholds
+    from recognize_me.training.budget import EpochPlan
+    from recognize_me.training.thresholds import evaluate_with_thresholds
 
     start = time.perf_counter()
     configure_tensorflow(job.threads, job.model_seed)
@@ -155,16 +155,22 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     val_ds = make_dataset(data["val"][0], data["val"][1], **common)
     model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
     if spec.class_weighted_loss:
-        model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
+        model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate,
+                                      weight_decay=_options(job).weight_decay)
+    fit_model, train_fit_ds, val_fit_ds = model, train_ds, val_ds
+    if spec.identity_loss_weight > 0:
+        fit_model, train_fit_ds, val_fit_ds = _identity_fit(job, spec, model, data, common, epoch_var)
     histories = []
     phases = _phase_epochs(job.epochs, spec.fine_tune is not None)
+    plan = EpochPlan(max_epochs=sum(phases))
     for phase, epochs in enumerate(phases, start=1):
         if phase == 2:
-            model = spec.fine_tune(model, _options(job))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
-                  callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec,
-                                       epoch_var))
+            model = fit_model = spec.fine_tune(model, _options(job))
+        fit_model.fit(train_fit_ds, validation_data=val_fit_ds, epochs=epochs, verbose=0,
+                      callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec,
+                                           epoch_var, plan))
         history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
+        history = history.rename(columns=lambda c: c.replace("attributes_", ""))  # identity model's names
         histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
     train_time = time.perf_counter() - start
 
@@ -172,21 +178,56 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     test_ds = make_dataset(data["test"][0], data["test"][1], **common)
     test_scores = model.predict(test_ds, verbose=0)
     y_val, y_test = data["val"][1], data["test"][1]
-    names = list(job.attributes)
-    thresholds = (choose_thresholds(y_val, val_scores) if spec.tune_thresholds
-                  else np.full(len(names), 0.5))
-    at_half = per_attribute_metrics(y_test, binarize(test_scores, 0.5), names)
-    tuned = per_attribute_metrics(y_test, binarize(test_scores, thresholds), names).assign(threshold=thresholds)
+    tuned, scores = evaluate_with_thresholds(y_val, val_scores, y_test, test_scores, list(job.attributes),
+                                             spec.tune_thresholds)
     summary = {
         "model": job.model, "status": "completed", "description": spec.description,
         "model_dir": str(job.out_dir),
         "params": int(model.count_params()), "train_time_s": round(train_time, 2),
         "epochs_run": int(sum(len(h) for h in histories)), "seed": job.model_seed,
-        "test_images": len(y_test), **summarize(tuned),
-        "at_threshold_0_5": summarize(at_half), "per_attribute": tuned.to_dict(orient="records"),
+        "test_images": len(y_test), **scores, "per_attribute": tuned.to_dict(orient="records"),
     }
     _write_outputs(job, model, histories, summary, test_scores, data["test"][2])
     return summary
+
+
+def _identity_fit(job: TrainJob, spec, model, data: dict, common: dict, epoch_var) -> tuple:
+    """The two-output training model and its datasets, targets {"attributes", "identity"}: train images
+    carry their identity index, validation images -1 (unseen people: no identity loss). The identity rides
+    through ``make_dataset`` as one more label column, so it is shuffled together with its image."""
+    from recognize_me.data.dataset import make_dataset
+    from recognize_me.models.identity import identity_indices, identity_training_model
+    from recognize_me.models.losses import make_optimizer
+
+    who = load_split_identities(job.splits_csv)
+    ids, n_ids = identity_indices(who["train"], len(who["train"]))
+    if n_ids < 2:
+        raise ValueError(f"{job.model} needs an identity column with >= 2 train identities in {job.splits_csv} "
+                         "(written when identity_CelebA.txt is present)")
+    n_attr = len(job.attributes)
+
+    def split_targets(x, y):
+        return x, {"attributes": y[:, :n_attr], "identity": y[:, n_attr]}
+
+    train_labels = np.column_stack([data["train"][1], ids]).astype(np.float32)
+    val_labels = np.column_stack([data["val"][1], np.full(len(data["val"][1]), -1)]).astype(np.float32)
+    train_ds = make_dataset(data["train"][0], train_labels, shuffle=True, augment_flip=job.augment_flip,
+                            seed=job.model_seed, epoch=epoch_var, **common).map(split_targets)
+    val_ds = make_dataset(data["val"][0], val_labels, **common).map(split_targets)
+    options = _options(job)
+    fit_model = identity_training_model(model, n_ids, model.loss,
+                                        make_optimizer(job.learning_rate, options.weight_decay),
+                                        identity_weight=spec.identity_loss_weight)
+    return fit_model, train_ds, val_ds
+
+
+def load_split_identities(splits_csv: Path) -> dict[str, np.ndarray | None]:
+    """Per split, the ``identity`` column of splits.csv (NaN where unknown); ``None`` without the column."""
+    table = pd.read_csv(splits_csv, dtype={"image_id": str})
+    if "identity" not in table.columns:
+        return {name: None for name in ("train", "val", "test")}
+    return {name: table.loc[table["split"] == name, "identity"].to_numpy(dtype="float64")
+            for name in ("train", "val", "test")}
 
 
 def _write_outputs(job: TrainJob, model, histories: list[pd.DataFrame], summary: dict[str, Any],
