@@ -100,3 +100,33 @@ def test_identity_indices_and_splits_column():
     out = with_identity(splits, ident)
     assert out["identity"].tolist()[0] == 5 and pd.isna(out["identity"].iloc[1]) and out["identity"].iloc[2] == 6
     assert with_identity(splits, None) is splits
+
+
+@pytest.mark.slow
+def test_train_one_trains_the_identity_rung_from_splits_csv(tmp_path):
+    """splits.csv with an identity column -> a model folder like every rung's: model.keras (attribute
+    sigmoids, with the "embedding" layer), history with the usual accuracy columns, both threshold sets."""
+    import json
+
+    from celeba_fixtures import JOB_ATTRIBUTES, write_training_job
+
+    from recognize_me.training.train import TrainJob, train_one
+
+    splits_csv, images_dir = write_training_job(tmp_path / "data", n=60)
+    table = pd.read_csv(splits_csv)
+    table["identity"] = np.arange(len(table)) // 3  # three images per person
+    table.to_csv(splits_csv, index=False)
+    job = TrainJob(model="resnet_identity", run_dir=tmp_path / "run", splits_csv=splits_csv,
+                   images_dir=images_dir, attributes=tuple(JOB_ATTRIBUTES), image_size=(32, 32), epochs=2,
+                   batch_size=16)
+    summary = train_one(job)
+    assert summary["epochs_run"] == 2 and "at_f1_thresholds" in summary
+    history = pd.read_csv(job.out_dir / "history.csv")
+    assert {"loss", "accuracy", "val_accuracy", "identity_loss"} <= set(history.columns)
+    model = keras.models.load_model(job.out_dir / "model.keras", safe_mode=True)
+    assert model.output_shape == (None, len(JOB_ATTRIBUTES)) and model.get_layer(EMBEDDING_LAYER)
+    assert json.loads((job.out_dir / "metrics.json").read_text())["per_attribute"][0]["threshold_f1"] > 0
+
+    table.drop(columns="identity").to_csv(splits_csv, index=False)
+    with pytest.raises(ValueError, match="identity column"):
+        train_one(TrainJob(**{**job.__dict__, "run_dir": tmp_path / "run2"}))

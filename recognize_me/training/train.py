@@ -200,7 +200,7 @@ def _identity_fit(job: TrainJob, spec, model, data: dict, common: dict, epoch_va
     from recognize_me.models.losses import make_optimizer
 
     who = load_split_identities(job.splits_csv)
-    ids, n_ids = identity_indices(who["train"], len(who["train"]))
+    ids, n_ids = identity_indices(who["train"], len(data["train"][1]))
     if n_ids < 2:
         raise ValueError(f"{job.model} needs an identity column with >= 2 train identities in {job.splits_csv} "
                          "(written when identity_CelebA.txt is present)")
