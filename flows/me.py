@@ -27,7 +27,7 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
         return None
     n_workers = worker_count(config, 2)
     jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers))
-    results = run_transfer_parallel(jobs, config.dask_address, n_workers)
+    results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh)
     report = publish_me_report(run_dir, results)
     best = best_transfer_dir(results)
     if best is not None:

@@ -375,6 +375,7 @@ def test_vgg_imagenet_offline_fails_fast(monkeypatch, tmp_path):
     assert "vgg_weights" in message
     assert vgg_module.VGG16_NOTOP_URL in message
     assert str(tmp_path / "models" / vgg_module.VGG16_NOTOP_FILENAME) in message
+    assert "--vgg-weights /path/to/" in message
 
 
 def test_vgg_imagenet_download_failure_becomes_runtime_error(monkeypatch, tmp_path):

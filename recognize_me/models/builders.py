@@ -67,7 +67,7 @@ def _check_shape(input_shape: tuple[int, int, int], n_outputs: int) -> None:
 def _head(x: keras.KerasTensor, n_outputs: int, options: BuildOptions) -> keras.KerasTensor:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(x)
-    return keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes")(x)
+    return keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes", dtype="float32")(x)
 
 
 def _plain_cnn(input_shape: tuple[int, int, int], n_outputs: int, options: BuildOptions,
@@ -130,7 +130,7 @@ def build_resnet_identity(input_shape: tuple[int, int, int], n_outputs: int, opt
     embedding = embedding_head(pooled, options.embedding_dim)
     x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(pooled)
     x = keras.layers.Concatenate(name="head_features")([x, embedding])
-    attributes = keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes")(x)
+    attributes = keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes", dtype="float32")(x)
     return _compile(keras.Model(inputs, attributes, name="resnet_identity"), options)
 
 
