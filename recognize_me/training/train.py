@@ -42,6 +42,7 @@ class TrainJob:
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
     seed: int = 42
     augment_flip: bool = True
     vgg_weights: str = "none"
@@ -126,7 +127,8 @@ def _callbacks(job: TrainJob, phase: int, plan, offset: int, on_epoch: EpochHook
 def _options(job: TrainJob):
     from recognize_me.models import BuildOptions
 
-    return BuildOptions(learning_rate=job.learning_rate, vgg_weights=job.vgg_weights, seed=job.model_seed)
+    return BuildOptions(learning_rate=job.learning_rate, vgg_weights=job.vgg_weights, seed=job.model_seed,
+                        weight_decay=job.weight_decay)
 
 
 def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
