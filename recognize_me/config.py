@@ -56,7 +56,7 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (reached after the warm-up of "
                                  "the scheduled models; the fixed rate of baseline_cnn).")
-    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay: > 0 trains with AdamW (batch-norm "
+    weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay: > 0 trains with AdamW (batch-norm "
                                 "and bias variables not decayed), 0 with Adam.")
     vgg_weights: str = Field("none", description="imagenet, none, or a path to a local weights file.")
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(

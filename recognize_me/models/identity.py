@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from recognize_me.models.residual import BN_MOMENTUM
+
 EMBEDDING_LAYER = "embedding"
 IDENTITY_OUTPUT = "identity"
 ATTRIBUTES_OUTPUT = "attributes"
@@ -86,7 +88,7 @@ class CosFaceLoss(keras.losses.Loss):
 def embedding_head(features: keras.KerasTensor, dim: int = 128) -> keras.KerasTensor:
     """Dense (no bias) + BN + unit normalisation; the last layer is named ``"embedding"``."""
     x = keras.layers.Dense(dim, use_bias=False, name="embedding_dense")(features)
-    x = keras.layers.BatchNormalization(name="embedding_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="embedding_bn")(x)
     return keras.layers.UnitNormalization(axis=-1, name=EMBEDDING_LAYER)(x)
 
 
