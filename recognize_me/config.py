@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from recognize_me.data.attributes import resolve_attributes
 
-ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"]
-ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune")
+ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune", "resnet_identity"]
+ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
+                               "resnet_identity")
 
 
 class PipelineConfig(BaseModel):
@@ -53,7 +54,10 @@ class PipelineConfig(BaseModel):
     models: list[ModelName] = Field(default_factory=lambda: ["baseline_cnn"])
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (reached after the warm-up of "
+                                 "the scheduled models; the fixed rate of baseline_cnn).")
+    weight_decay: float = Field(0.01, ge=0, description="Decoupled weight decay: > 0 trains with AdamW (batch-norm "
+                                "and bias variables not decayed), 0 with Adam.")
     vgg_weights: str = Field("none", description="imagenet, none, or a path to a local weights file.")
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "auto", description="Training precision (Keras mixed-precision policy; output layers stay float32). "

@@ -13,7 +13,7 @@ from recognize_me.data.celeba_files import CelebaFormatError, CelebaTables, loca
 from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.data.decoded_cache import DecodedCacheDoesNotFit, decode_splits
 from recognize_me.data.inventory import summarize_manifest
-from recognize_me.data.splits import make_splits, split_counts
+from recognize_me.data.splits import make_splits, split_counts, with_identity
 from recognize_me.data.validation import check_tables, inventory_tables, load_tables
 from recognize_me.fileio import write_with
 from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature, write_run_config
@@ -109,7 +109,7 @@ def split_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFr
     splits = make_splits(available, seed=config.seed, fractions=config.split_fractions,
                          partition=tables.partition, identity=tables.identity,
                          use_official=config.use_official_partition, limit=config.limit_images)
-    table = splits.merge(tables.attributes.frame, on="image_id", how="left")
+    table = with_identity(splits, tables.identity).merge(tables.attributes.frame, on="image_id", how="left")
     path = write_with(run_dir / "splits.csv", lambda p: table.to_csv(p, index=False))
     get_run_logger().info("splits %s -> %s", split_counts(splits), path)
     return path

@@ -15,6 +15,7 @@ from recognize_me.models import (
     ResidualUnit,
     VGGPreprocessing,
     WeightedBinaryCrossentropy,
+    builders,
     get_model_spec,
     positive_weights,
     with_positive_weights,
@@ -22,12 +23,12 @@ from recognize_me.models import (
 from recognize_me.models import vgg as vgg_module
 from recognize_me.models.builders import count_params
 from recognize_me.training.budget import EpochPlan
+from recognize_me.training.schedule import WarmupCosineSchedule
 
 SHAPE = (32, 32, 3)
 N_OUT = 3
 OPTIONS = BuildOptions(learning_rate=1e-3, vgg_weights="none", dropout=0.3, seed=0)
-PLAN = EpochPlan(max_epochs=3)
-NAMES = ["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"]
+NAMES = ["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune", "resnet_identity"]
 
 
 def _images(n: int = 4, seed: int = 0, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
@@ -61,7 +62,7 @@ def built() -> dict[str, keras.Model]:
 # --- registry ---------------------------------------------------------------------------------
 
 
-def test_registry_has_exactly_the_five_names_in_ladder_order():
+def test_registry_has_exactly_the_ladder_names_in_order():
     assert list(MODELS) == NAMES
     for name, spec in MODELS.items():
         assert spec.name == name
@@ -77,7 +78,8 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_spec_flags_and_callbacks():
-    assert get_model_spec("baseline_cnn").callbacks(OPTIONS, PLAN) == []
+    plan = EpochPlan(max_epochs=7)
+    assert get_model_spec("baseline_cnn").callbacks(OPTIONS, plan) == []
     assert not get_model_spec("baseline_cnn").class_weighted_loss
     assert not get_model_spec("cnn_scheduled").class_weighted_loss
     assert not get_model_spec("cnn_scheduled").tune_thresholds
@@ -85,16 +87,52 @@ def test_spec_flags_and_callbacks():
     assert get_model_spec("cnn_thresholded").tune_thresholds
     assert [n for n, s in MODELS.items() if s.fine_tune is not None] == ["vgg16_finetune"]
 
-    for name in ("cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"):
-        callbacks = get_model_spec(name).callbacks(OPTIONS, PLAN)
-        plateau = [c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
+    assert [n for n, s in MODELS.items() if s.identity_loss_weight > 0] == ["resnet_identity"]
+
+    for name in ("cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune", "resnet_identity"):
+        callbacks = get_model_spec(name).callbacks(OPTIONS, plan)
+        schedule = [c for c in callbacks if isinstance(c, WarmupCosineSchedule)]
         stop = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
-        assert len(plateau) == 1 and len(stop) == 1, name
-        assert plateau[0].monitor == "val_loss" and plateau[0].factor == 0.5 and plateau[0].patience == 1
+        assert len(schedule) == 1 and len(stop) == 1, name
+        assert schedule[0].plan is plan and schedule[0].base_lr == OPTIONS.learning_rate
         assert stop[0].monitor == "val_loss" and stop[0].patience == 3 and stop[0].restore_best_weights
+    # VGG's second phase continues the schedule at a tenth of the rate
+    phase2 = get_model_spec("vgg16_finetune").callbacks(OPTIONS, plan, 3)[0]
+    assert phase2.base_lr == pytest.approx(OPTIONS.learning_rate / 10) and phase2.offset == 3
     # fresh callback objects per call (they hold state)
     spec = get_model_spec("cnn_scheduled")
-    assert spec.callbacks(OPTIONS, PLAN)[0] is not spec.callbacks(OPTIONS, PLAN)[0]
+    assert spec.callbacks(OPTIONS, plan)[0] is not spec.callbacks(OPTIONS, plan)[0]
+
+
+def test_strided_stem_resnet_costs_about_the_plain_cnn(monkeypatch):
+    """The stem halves H and W: the residual units run on a quarter of the positions (a quarter of the
+    multiply-adds of a stride-1 stem), the trunk's output is as small as the plain CNN's, and the
+    multiply-adds per image are at most ~2x the CNN's (seven two-conv units against four convs)."""
+    keras.utils.set_random_seed(0)
+    shape = (64, 64, 3)
+    resnet = get_model_spec("resnet").build(shape, 40, OPTIONS)
+    cnn = get_model_spec("cnn_thresholded").build(shape, 40, OPTIONS)
+    assert resnet.get_layer("stem_conv").output.shape[1:3] == (32, 32)
+    assert resnet.get_layer("gap").input.shape[1:3] == cnn.get_layer("gap").input.shape[1:3] == (4, 4)
+    assert _conv_macs(resnet) <= 2.05 * _conv_macs(cnn)
+    monkeypatch.setattr(builders, "RESNET_STEM_STRIDES", 1)
+    unstrided = get_model_spec("resnet").build(shape, 40, OPTIONS)
+    assert _conv_macs(resnet) < 0.27 * _conv_macs(unstrided)
+
+
+def _conv_macs(model: keras.Model) -> int:
+    """Multiply-adds of every Conv2D (also inside ResidualUnits) for one image: out H * W * kernel size."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, ResidualUnit):
+            convs = [c for c in (layer.conv1, layer.conv2, layer.skip_conv) if c is not None]
+        elif isinstance(layer, keras.layers.Conv2D):
+            convs = [layer]
+        else:
+            continue
+        _, h, w, _ = layer.output.shape  # every conv of a unit has the unit's output size
+        total += sum(h * w * int(np.prod(c.kernel.shape)) for c in convs)
+    return total
 
 
 # --- every builder ----------------------------------------------------------------------------

@@ -56,13 +56,15 @@ def _all_layers(model) -> list:
     return model._flatten_layers(include_self=False, recursive=True)  # nested models and layers too
 
 
-@pytest.mark.parametrize("name", ["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"])
+@pytest.mark.parametrize("name", ["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
+                                  "resnet_identity"])
 def test_no_builder_uses_a_lambda_layer(name: str) -> None:
     import keras
 
     from recognize_me.models import MODELS, BuildOptions
 
-    assert set(MODELS) == {"baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"}
+    assert set(MODELS) == {"baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
+                           "resnet_identity"}
     spec = MODELS[name]
     options = BuildOptions(vgg_weights="none", seed=1)
     model = spec.build((32, 32, 3), 3, options)

@@ -107,3 +107,27 @@ def test_invalid_inputs_rejected():
         choose_thresholds(np.zeros((3, 2)), np.zeros((3, 2)), metric="auc")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         choose_thresholds(np.zeros((3, 2)), np.zeros((3, 2)), grid=np.array([]))
+
+
+def test_evaluate_with_thresholds_accuracy_and_f1_tuned_separately():
+    from recognize_me.training.thresholds import evaluate_with_thresholds
+
+    # One rare attribute (20% positive) whose positives score 0.3-0.5 and negatives 0.0-0.45: the accuracy
+    # threshold is high (few positives called), the F1 threshold lower (more positives called).
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.2).astype(int)
+    s = np.where(y == 1, rng.uniform(0.3, 0.5, n), rng.uniform(0.0, 0.45, n))
+    y2, s2 = y[:, None], s[:, None]
+    table, summary = evaluate_with_thresholds(y2, s2, y2, s2, ["rare"], tune=True)
+    t_acc, t_f1 = table["threshold"].iloc[0], table["threshold_f1"].iloc[0]
+    assert t_f1 < t_acc
+    assert summary["mean_accuracy"] == pytest.approx(((s >= t_acc) == (y == 1)).mean())
+    assert summary["mean_f1"] == pytest.approx(table["f1_at_f1_threshold"].iloc[0])
+    assert summary["mean_f1"] >= summary["at_accuracy_thresholds"]["mean_f1"]
+    assert summary["mean_accuracy"] >= summary["at_f1_thresholds"]["mean_accuracy"]
+    assert summary["mean_accuracy"] >= summary["at_threshold_0_5"]["mean_accuracy"]
+
+    table, summary = evaluate_with_thresholds(y2, s2, y2, s2, ["rare"], tune=False)
+    assert table["threshold"].iloc[0] == table["threshold_f1"].iloc[0] == 0.5
+    assert summary["at_threshold_0_5"] == summary["at_accuracy_thresholds"] == summary["at_f1_thresholds"]

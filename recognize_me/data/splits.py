@@ -83,3 +83,12 @@ def _sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
 def split_counts(splits: pd.DataFrame) -> dict[str, int]:
     counts = splits["split"].value_counts()
     return {name: int(counts.get(name, 0)) for name in SPLITS}
+
+
+def with_identity(splits: pd.DataFrame, identity: pd.DataFrame | None) -> pd.DataFrame:
+    """``splits`` plus an ``identity`` column (nullable int; empty where an image has no identity row) when
+    an identity table is given; unchanged otherwise. Identity-aware models read it (train split only)."""
+    if identity is None:
+        return splits
+    who = identity.drop_duplicates("image_id").set_index("image_id")["identity"]
+    return splits.assign(identity=splits["image_id"].map(who).astype("Int64"))

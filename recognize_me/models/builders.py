@@ -9,14 +9,16 @@ before building); ``options.seed`` seeds the Dropout layers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 
+from recognize_me.models.identity import embedding_head
 from recognize_me.models.losses import compile_multilabel
 from recognize_me.models.residual import BN_MOMENTUM, ResidualUnit
 from recognize_me.models.vgg import build_vgg16_finetune, fine_tune_vgg16
 from recognize_me.training.budget import EpochPlan
+from recognize_me.training.schedule import WarmupCosineSchedule
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class BuildOptions:
     vgg_weights: str = "none"  # "imagenet", "none", or a path to a local .h5 / .weights.h5 file
     dropout: float = 0.3
     seed: int = 0
+    weight_decay: float = 0.0  # > 0: AdamW with this decoupled decay (see losses.make_optimizer)
+    warmup_epochs: float = 1.0  # warm-up of the cosine schedule (scheduled rungs)
+    embedding_dim: int = 128  # identity-aware rung: size of the "embedding" layer
 
 
 ModelBuilder = Callable[[tuple[int, int, int], int, BuildOptions], keras.Model]
@@ -38,15 +43,17 @@ class ModelSpec:
 
     name: str
     build: ModelBuilder
-    callbacks: Callable[[BuildOptions, EpochPlan], list[keras.callbacks.Callback]]
+    callbacks: Callable[[BuildOptions, EpochPlan, int], list[keras.callbacks.Callback]]
     class_weighted_loss: bool
     tune_thresholds: bool
     fine_tune: Callable[[keras.Model, BuildOptions], keras.Model] | None
     description: str
+    identity_loss_weight: float = 0.0  # > 0: also trained on identities (models.identity), train split only
 
 
 CNN_FILTERS: tuple[int, ...] = (32, 64, 128, 256)
 RESNET_STEM_FILTERS = 32
+RESNET_STEM_STRIDES = 2  # halves H and W before the units: the ResNet costs about what the plain CNN costs
 RESNET_UNITS: tuple[tuple[int, int], ...] = ((32, 1), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2))
 
 
@@ -75,7 +82,11 @@ def _plain_cnn(input_shape: tuple[int, int, int], n_outputs: int, options: Build
         x = keras.layers.Activation("relu", name=f"block{i}_relu")(x)
         x = keras.layers.MaxPooling2D(2, padding="same", name=f"block{i}_pool")(x)
     model = keras.Model(inputs, _head(x, n_outputs, options), name=name)
-    return compile_multilabel(model, options.learning_rate)
+    return _compile(model, options)
+
+
+def _compile(model: keras.Model, options: BuildOptions) -> keras.Model:
+    return compile_multilabel(model, options.learning_rate, weight_decay=options.weight_decay)
 
 
 def build_baseline_cnn(input_shape: tuple[int, int, int], n_outputs: int, options: BuildOptions) -> keras.Model:
@@ -90,29 +101,58 @@ def build_cnn_thresholded(input_shape: tuple[int, int, int], n_outputs: int, opt
     return _plain_cnn(input_shape, n_outputs, options, "cnn_thresholded")
 
 
-def build_resnet(input_shape: tuple[int, int, int], n_outputs: int, options: BuildOptions) -> keras.Model:
-    """Stem Conv 3x3 32 + BN + ReLU, then ResidualUnits 32,32,64/2,64,128/2,128,256/2, GAP, head."""
-    _check_shape(input_shape, n_outputs)
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = keras.layers.Conv2D(RESNET_STEM_FILTERS, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+def _resnet_trunk(inputs: keras.KerasTensor) -> keras.KerasTensor:
+    """Strided stem Conv 3x3/2 32 + BN + ReLU, then ResidualUnits 32,32,64/2,64,128/2,128,256/2."""
+    x = keras.layers.Conv2D(RESNET_STEM_FILTERS, 3, strides=RESNET_STEM_STRIDES, padding="same", use_bias=False,
+                            name="stem_conv")(inputs)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
     for i, (filters, strides) in enumerate(RESNET_UNITS, start=1):
         x = ResidualUnit(filters, strides=strides, name=f"res{i}")(x)
-    model = keras.Model(inputs, _head(x, n_outputs, options), name="resnet")
-    return compile_multilabel(model, options.learning_rate)
+    return x
 
 
-def no_callbacks(options: BuildOptions, plan: EpochPlan) -> list[keras.callbacks.Callback]:
+def build_resnet(input_shape: tuple[int, int, int], n_outputs: int, options: BuildOptions) -> keras.Model:
+    """The residual trunk (strided stem), GAP, head."""
+    _check_shape(input_shape, n_outputs)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    model = keras.Model(inputs, _head(_resnet_trunk(inputs), n_outputs, options), name="resnet")
+    return _compile(model, options)
+
+
+def build_resnet_identity(input_shape: tuple[int, int, int], n_outputs: int, options: BuildOptions) -> keras.Model:
+    """The ResNet plus an L2-normalised ``"embedding"`` (trained on identities by
+    ``identity.identity_training_model``); the attribute head reads the pooled features and the embedding,
+    so the embedding is part of the saved inference model (image -> attribute sigmoids)."""
+    _check_shape(input_shape, n_outputs)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(_resnet_trunk(inputs))
+    embedding = embedding_head(pooled, options.embedding_dim)
+    x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(pooled)
+    x = keras.layers.Concatenate(name="head_features")([x, embedding])
+    attributes = keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes", dtype="float32")(x)
+    return _compile(keras.Model(inputs, attributes, name="resnet_identity"), options)
+
+
+def no_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0) -> list[keras.callbacks.Callback]:
     return []
 
 
-def scheduled_callbacks(options: BuildOptions, plan: EpochPlan) -> list[keras.callbacks.Callback]:
-    """Halve the LR when val_loss stalls for an epoch; stop after 3 stalled epochs, keeping the best."""
+def scheduled_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0) -> list[keras.callbacks.Callback]:
+    """Warm-up then cosine decay to ``plan.epochs`` (set per batch); stop after 3 epochs without a better
+    val_loss, keeping the best. ``offset``: epochs already run in an earlier phase of the same model."""
     return [
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1),
+        WarmupCosineSchedule(plan, options.learning_rate, warmup_epochs=options.warmup_epochs, offset=offset),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
     ]
+
+
+def fine_tune_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0) -> list[keras.callbacks.Callback]:
+    """``scheduled_callbacks``; the second phase (``offset`` > 0) peaks at a tenth of the rate, as
+    ``vgg.fine_tune_vgg16`` compiles it, continuing the same cosine (no second warm-up)."""
+    if offset > 0:
+        options = replace(options, learning_rate=options.learning_rate / 10.0)
+    return scheduled_callbacks(options, plan, offset)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -135,8 +175,8 @@ MODELS: dict[str, ModelSpec] = {
             class_weighted_loss=False,
             tune_thresholds=False,
             fine_tune=None,
-            description="Same CNN, plus a learning-rate schedule (halve on a val_loss plateau) and "
-                        "early stopping that restores the best epoch.",
+            description="Same CNN, plus a learning-rate schedule (warm-up, then cosine decay to the planned "
+                        "last epoch) and early stopping that restores the best epoch.",
         ),
         ModelSpec(
             name="cnn_thresholded",
@@ -155,18 +195,29 @@ MODELS: dict[str, ModelSpec] = {
             class_weighted_loss=True,
             tune_thresholds=True,
             fine_tune=None,
-            description="Swaps the plain CNN for a small ResNet (seven residual units, 32-256 filters) "
-                        "trained the same way (schedule, weighted loss, tuned thresholds).",
+            description="Swaps the plain CNN for a small ResNet (strided stem, seven residual units, 32-256 "
+                        "filters) trained the same way (schedule, weighted loss, tuned thresholds).",
         ),
         ModelSpec(
             name="vgg16_finetune",
             build=build_vgg16_finetune,
-            callbacks=scheduled_callbacks,
+            callbacks=fine_tune_callbacks,
             class_weighted_loss=True,
             tune_thresholds=True,
             fine_tune=fine_tune_vgg16,
             description="Transfer learning: a frozen VGG16 base (ImageNet weights when available) with a "
                         "new head, then a second phase unfreezing block5 at a tenth of the LR.",
+        ),
+        ModelSpec(
+            name="resnet_identity",
+            build=build_resnet_identity,
+            callbacks=scheduled_callbacks,
+            class_weighted_loss=True,
+            tune_thresholds=True,
+            fine_tune=None,
+            identity_loss_weight=0.1,  # measured on val: 1.0 swamped the attribute loss (recipe_search.md)
+            description="The ResNet plus an L2-normalised 128-d \"embedding\" trained on the train split's "
+                        "identities with a CosFace margin softmax (s=30, m=0.35); the base for \"is this me?\".",
         ),
     )
 }

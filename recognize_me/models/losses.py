@@ -22,13 +22,29 @@ def accuracy_metric() -> keras.metrics.Metric:
     return keras.metrics.BinaryAccuracy(name="accuracy")
 
 
-def compile_multilabel(model: keras.Model, learning_rate: float, loss: Any = None) -> keras.Model:
-    """Compile ``model`` in place with Adam(``learning_rate``), ``loss`` (default binary cross-entropy)
-    and the binary ``accuracy`` metric; returns the model."""
+#: Names (substrings) of variables AdamW does not decay: batch-norm scales/offsets and biases.
+NO_DECAY = ("gamma", "beta", "bias")
+
+
+def make_optimizer(learning_rate: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Adam when ``weight_decay`` is 0, else AdamW (decoupled decay, not applied to BN and biases)."""
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if weight_decay == 0:
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    return optimizer
+
+
+def compile_multilabel(model: keras.Model, learning_rate: float, loss: Any = None,
+                       weight_decay: float = 0.0) -> keras.Model:
+    """Compile ``model`` in place with ``make_optimizer(learning_rate, weight_decay)``, ``loss`` (default
+    binary cross-entropy) and the binary ``accuracy`` metric; returns the model."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=make_optimizer(learning_rate, weight_decay),
         loss=loss if loss is not None else keras.losses.BinaryCrossentropy(),
         metrics=[accuracy_metric()],
     )
@@ -83,11 +99,13 @@ def positive_weights(labels: np.ndarray, min_weight: float = 1.0, max_weight: fl
     return np.clip(ratio, min_weight, max_weight)
 
 
-def with_positive_weights(model: keras.Model, pos_weight: Sequence[float], learning_rate: float) -> keras.Model:
+def with_positive_weights(model: keras.Model, pos_weight: Sequence[float], learning_rate: float,
+                          weight_decay: float = 0.0) -> keras.Model:
     """Recompile ``model`` (in place; also returned) with ``WeightedBinaryCrossentropy(pos_weight)``,
-    a fresh Adam(``learning_rate``) and the binary ``accuracy`` metric."""
+    a fresh optimizer (``make_optimizer``) and the binary ``accuracy`` metric."""
     weights = [float(w) for w in np.asarray(pos_weight, dtype="float64").reshape(-1)]
     n_outputs = model.outputs[0].shape[-1] if model.outputs else None
     if n_outputs is not None and len(weights) != n_outputs:
         raise ValueError(f"pos_weight has {len(weights)} values but the model has {n_outputs} outputs")
-    return compile_multilabel(model, learning_rate, loss=WeightedBinaryCrossentropy(weights))
+    return compile_multilabel(model, learning_rate, loss=WeightedBinaryCrossentropy(weights),
+                              weight_decay=weight_decay)

@@ -143,7 +143,7 @@ def build_vgg16_finetune(input_shape: tuple[int, int, int], n_outputs: int,
     x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(x)
     outputs = keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name="vgg16_finetune")
-    return compile_multilabel(model, options.learning_rate)
+    return compile_multilabel(model, options.learning_rate, weight_decay=options.weight_decay)
 
 
 def fine_tune_vgg16(model: keras.Model, options: BuildOptions) -> keras.Model:
@@ -154,4 +154,4 @@ def fine_tune_vgg16(model: keras.Model, options: BuildOptions) -> keras.Model:
     for layer in base.layers:
         layer.trainable = layer.name.startswith(FINE_TUNE_PREFIX)
     loss = getattr(model, "loss", None)
-    return compile_multilabel(model, options.learning_rate / 10.0, loss=loss)
+    return compile_multilabel(model, options.learning_rate / 10.0, loss=loss, weight_decay=options.weight_decay)

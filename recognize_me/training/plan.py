@@ -86,6 +86,7 @@ def plan_jobs(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_di
     jobs = [TrainJob(model=name, run_dir=Path(run_dir), splits_csv=Path(splits_csv), images_dir=Path(images_dir),
                      attributes=config.attribute_names, image_size=config.image_size, crop=config.crop,
                      epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                     weight_decay=config.weight_decay,
                      seed=config.seed, augment_flip=config.augment_flip, vgg_weights=config.vgg_weights,
                      threads=threads, context=context, fault_exit_epoch=config.fault_injection.get(name),
                      precision=config.precision, decoded=decoded)

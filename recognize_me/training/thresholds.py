@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,3 +81,31 @@ def choose_thresholds(
 
     degenerate = (n_pos == 0) | (n_neg == 0)
     return np.where(degenerate, NEUTRAL_THRESHOLD, chosen).astype("float64")
+
+
+def evaluate_with_thresholds(y_val: np.ndarray, val_scores: np.ndarray, y_test: np.ndarray,
+                             test_scores: np.ndarray, names: list[str], tune: bool) -> tuple[Any, dict[str, Any]]:
+    """Test metrics at thresholds chosen on validation: for accuracy, thresholds tuned for accuracy; for F1,
+    thresholds tuned for F1 (both 0.5 when ``tune`` is False).
+
+    Returns the per-attribute table (metrics at the accuracy thresholds, plus ``threshold``,
+    ``threshold_f1`` and ``f1_at_f1_threshold``) and a summary: ``mean_accuracy`` and
+    ``mean_balanced_accuracy`` at the accuracy thresholds, ``mean_f1`` at the F1 thresholds, and the full
+    summaries ``at_threshold_0_5``, ``at_accuracy_thresholds``, ``at_f1_thresholds``.
+    """
+    from recognize_me.evaluation.metrics import binarize, per_attribute_metrics, summarize
+
+    half = np.full(len(names), NEUTRAL_THRESHOLD)
+    t_acc = choose_thresholds(y_val, val_scores, metric="accuracy") if tune else half
+    t_f1 = choose_thresholds(y_val, val_scores, metric="f1") if tune else half
+    at_half = per_attribute_metrics(y_test, binarize(test_scores, half), names)
+    at_acc = per_attribute_metrics(y_test, binarize(test_scores, t_acc), names)
+    at_f1 = per_attribute_metrics(y_test, binarize(test_scores, t_f1), names)
+    table = at_acc.assign(threshold=t_acc, threshold_f1=t_f1, f1_at_f1_threshold=at_f1["f1"].to_numpy())
+    acc_summary, f1_summary = summarize(at_acc), summarize(at_f1)
+    summary = {"mean_accuracy": acc_summary["mean_accuracy"],
+               "mean_balanced_accuracy": acc_summary["mean_balanced_accuracy"],
+               "mean_f1": f1_summary["mean_f1"],
+               "at_threshold_0_5": summarize(at_half), "at_accuracy_thresholds": acc_summary,
+               "at_f1_thresholds": f1_summary}
+    return table, summary

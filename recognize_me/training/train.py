@@ -27,7 +27,7 @@ EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1
 
 #: Each model trains with base seed + its offset, so models differ but stay reproducible.
 SEED_OFFSETS = {"baseline_cnn": 0, "cnn_scheduled": 1000, "cnn_thresholded": 2000, "resnet": 3000,
-                "vgg16_finetune": 4000}
+                "vgg16_finetune": 4000, "resnet_identity": 5000}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class TrainJob:
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
     seed: int = 42
     augment_flip: bool = True
     vgg_weights: str = "none"
@@ -120,13 +121,14 @@ def _callbacks(job: TrainJob, phase: int, plan, offset: int, on_epoch: EpochHook
         cbs.append(EpochReporter(job.model, plan, on_epoch, offset=offset))
     if job.fault_exit_epoch is not None:
         cbs.append(FaultInjector(job.fault_exit_epoch))
-    return cbs + list(spec.callbacks(_options(job), plan))
+    return cbs + list(spec.callbacks(_options(job), plan, offset))
 
 
 def _options(job: TrainJob):
     from recognize_me.models import BuildOptions
 
-    return BuildOptions(learning_rate=job.learning_rate, vgg_weights=job.vgg_weights, seed=job.model_seed)
+    return BuildOptions(learning_rate=job.learning_rate, vgg_weights=job.vgg_weights, seed=job.model_seed,
+                        weight_decay=job.weight_decay)
 
 
 def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
@@ -166,12 +168,11 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
 
     import tensorflow as tf
 
-    from recognize_me.evaluation.metrics import binarize, per_attribute_metrics, summarize
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
     from recognize_me.training.budget import EpochPlan
     from recognize_me.training.callbacks import TimeBudget
     from recognize_me.training.seeding import isolated_default_seeds
-    from recognize_me.training.thresholds import choose_thresholds
+    from recognize_me.training.thresholds import evaluate_with_thresholds
 
     start = time.perf_counter()
     started = time.monotonic()
@@ -184,7 +185,11 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     with isolated_default_seeds(job.model_seed):
         model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
         if spec.class_weighted_loss:
-            model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
+            model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate,
+                                          weight_decay=_options(job).weight_decay)
+        fit_model, fit_ds = model, ds
+        if spec.identity_loss_weight > 0:
+            fit_model, fit_ds = _identity_fit(job, spec, model, data, epoch_var)
     plan = EpochPlan(max_epochs=job.epochs, budget_s=job.budget_s)
     n_val, n_test = max(1, len(data["val"][1])), len(data["test"][1])
     budget = (TimeBudget(plan, started, eval_factor=1.5 + n_test / n_val) if job.budget_s is not None else None)
@@ -203,11 +208,12 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
             budget.first_of_two = two_phase and phase == 1
         if phase == 2:
             with isolated_default_seeds(job.model_seed + phase):
-                model = spec.fine_tune(model, _options(job))
-        model.fit(ds["train"], validation_data=ds["val"], epochs=epochs, verbose=0,
+                model = fit_model = spec.fine_tune(model, _options(job))
+        fit_model.fit(fit_ds["train"], validation_data=fit_ds["val"], epochs=epochs, verbose=0,
                   shuffle=False,  # tf.data shuffles; Keras warns when asked to
                   callbacks=_callbacks(job, phase, plan, done, on_epoch, spec, epoch_var, budget))
         history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
+        history = history.rename(columns=lambda c: c.replace("attributes_", ""))  # identity model's names
         histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
         done += len(histories[-1])
     train_time = time.perf_counter() - start
@@ -215,11 +221,8 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     val_scores = model.predict(ds["val"], verbose=0)
     test_scores = model.predict(ds["test"], verbose=0)
     y_val, y_test = data["val"][1], data["test"][1]
-    names = list(job.attributes)
-    thresholds = (choose_thresholds(y_val, val_scores) if spec.tune_thresholds
-                  else np.full(len(names), 0.5))
-    at_half = per_attribute_metrics(y_test, binarize(test_scores, 0.5), names)
-    tuned = per_attribute_metrics(y_test, binarize(test_scores, thresholds), names).assign(threshold=thresholds)
+    tuned, scores = evaluate_with_thresholds(y_val, val_scores, y_test, test_scores, list(job.attributes),
+                                             spec.tune_thresholds)
     summary = {
         "model": job.model, "status": "completed", "description": spec.description,
         "model_dir": str(job.out_dir),
@@ -229,11 +232,49 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
         "images_per_s": round(done * len(data["train"][1]) / max(train_time, 1e-9), 1),
         "precision": policy, "input": input_kind, "seed": job.model_seed,
         **_weights_note(job),
-        "test_images": len(y_test), **summarize(tuned),
-        "at_threshold_0_5": summarize(at_half), "per_attribute": tuned.to_dict(orient="records"),
+        "test_images": len(y_test), **scores, "per_attribute": tuned.to_dict(orient="records"),
     }
     _write_outputs(job, model, histories, summary, test_scores, data["test"][2])
     return summary
+
+
+def _identity_fit(job: TrainJob, spec, model, data: dict[str, tuple], epoch_var) -> tuple:
+    """The two-output training model and its train/val datasets, targets {"attributes", "identity"}: train
+    images carry their identity index, validation images -1 (unseen people: no identity loss). The identity
+    rides through the input pipeline as one more label column, so it is shuffled together with its image."""
+    from recognize_me.models.identity import identity_indices, identity_training_model
+    from recognize_me.models.losses import make_optimizer
+
+    who = load_split_identities(job.splits_csv)
+    ids, n_ids = identity_indices(who["train"], len(data["train"][1]))
+    if n_ids < 2:
+        raise ValueError(f"{job.model} needs an identity column with >= 2 train identities in {job.splits_csv} "
+                         "(written when identity_CelebA.txt is present)")
+    n_attr = len(job.attributes)
+
+    def split_targets(x, y):
+        return x, {"attributes": y[:, :n_attr], "identity": y[:, n_attr]}
+
+    def with_column(split: str, column: np.ndarray) -> tuple:
+        paths, labels, image_ids = data[split]
+        return paths, np.column_stack([labels, column]).astype(np.float32), image_ids
+
+    extended = {"train": with_column("train", ids), "val": with_column("val", np.full(len(data["val"][1]), -1)),
+                "test": data["test"]}
+    ds, _ = _datasets(job, extended, epoch_var)
+    fit_model = identity_training_model(model, n_ids, model.loss,
+                                        make_optimizer(job.learning_rate, _options(job).weight_decay),
+                                        identity_weight=spec.identity_loss_weight)
+    return fit_model, {"train": ds["train"].map(split_targets), "val": ds["val"].map(split_targets)}
+
+
+def load_split_identities(splits_csv: Path) -> dict[str, np.ndarray | None]:
+    """Per split, the ``identity`` column of splits.csv (NaN where unknown); ``None`` without the column."""
+    table = pd.read_csv(splits_csv, dtype={"image_id": str})
+    if "identity" not in table.columns:
+        return {name: None for name in ("train", "val", "test")}
+    return {name: table.loc[table["split"] == name, "identity"].to_numpy(dtype="float64")
+            for name in ("train", "val", "test")}
 
 
 def _weights_note(job: TrainJob) -> dict[str, Any]:
