@@ -65,7 +65,7 @@ def _partition(name: str) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> None:
     from recognize_me.me.align import FaceAligner
-    from recognize_me.me.photo_set import prepare_photos
+    from recognize_me.me.photo_set import PhotoSet, load_photo_table, prepare_photos
     from recognize_me.me.reference import reference_missing
     from recognize_me.me.transfer import REFERENCE_STRATEGY, TransferJob, base_input_settings, train_transfer
 
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--celeba-others", type=int, default=400)
     parser.add_argument("--celeba-strangers", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rm-curve"), help="scratch folder (aligned crops)")
+    parser.add_argument("--reuse", action="store_true", help="reuse <work>/<fill>/photos.csv when present")
     args = parser.parse_args(argv)
     if not FACES.is_dir():
         print(f"SKIPPED: {FACES} not found")
@@ -98,14 +99,19 @@ def main(argv: list[str] | None = None) -> None:
     for fill in args.fills:
         aligner.fill = fill
         out = args.work / fill
-        photos = prepare_photos(FACES / "me", None, out, seed=args.seed, fractions=(0.6, 0.2, 0.2),
-                                celeba_images=pool["train"], celeba_others=args.celeba_others, cropper=aligner,
-                                strangers_dir=FACES / "others", stranger_images=pool["test"],
-                                n_strangers=args.celeba_strangers)
+        if args.reuse and (out / "photos.csv").is_file():
+            photos = PhotoSet(table=load_photo_table(out / "photos.csv"))
+            rejected = pd.read_csv(out / "rejected.csv").to_dict("records")
+        else:
+            photos = prepare_photos(FACES / "me", None, out, seed=args.seed, fractions=(0.6, 0.2, 0.2),
+                                    celeba_images=pool["train"], celeba_others=args.celeba_others,
+                                    cropper=aligner, strangers_dir=FACES / "others",
+                                    stranger_images=pool["test"], n_strangers=args.celeba_strangers)
+            rejected = [{"path": str(r.path), "reason": r.reason} for r in photos.rejected]
         counts = photos.counts()
         detectors = photos.table["detector"].value_counts().to_dict()
         bench.notes.append(f"{fill}: photos per split {counts}; detectors {detectors}; "
-                           f"{len(photos.rejected)} rejected: {[(r.path.name, r.reason) for r in photos.rejected]}")
+                           f"{len(rejected)} rejected: {[(Path(r['path']).name, r['reason']) for r in rejected]}")
         all_me = counts["train"]["me"]
         for n_me in sorted({min(10, all_me), min(25, all_me), all_me}):
             csv = subsample_me(out / "photos.csv", n_me, args.seed, out / f"n{n_me}.csv")

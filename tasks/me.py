@@ -34,7 +34,8 @@ def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, i
                           docs_dir=Path(run_dir) / "data_docs")
     rejected = "\n".join(f"- `{r.path.name}`: {r.reason}" for r in photos.rejected[:20]) or "none"
     create_markdown_artifact(f"{report.to_markdown()}\n\n## Rejected photos ({len(photos.rejected)})\n\n"
-                             f"{rejected}\n\n## Photos per split\n\n{photos.counts()}\n",
+                             f"{rejected}\n\n## Photos per split\n\n{photos.counts()}\n\n## Face found by\n\n"
+                             f"{photos.table['detector'].value_counts().to_dict()}\n",
                              key=PHOTO_CHECKS_KEY, description="photo checks")
     logger = get_run_logger()
     logger.info("photos per split %s; %d rejected", photos.counts(), len(photos.rejected))

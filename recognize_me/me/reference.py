@@ -32,17 +32,30 @@ def reference_missing() -> str | None:
     return None
 
 
+CACHE_SUFFIX = ".dlib128.npy"
+
+
 def dlib_embeddings(paths: Sequence[str | Path]) -> np.ndarray:
     """128-d embeddings of aligned 178x218 crops: the face is the template's face box, so dlib's own
-    landmark step runs inside it (no second detection)."""
-    import face_recognition
+    landmark step runs inside it (no second detection). Each embedding is kept beside its crop
+    (``<crop>.dlib128.npy``, written atomically) and reused while it is newer than the crop."""
     from PIL import Image
+
+    from recognize_me.fileio import write_with
 
     left, top, right, bottom = FACE_BOX
     out = []
-    for path in paths:
+    for path in map(Path, paths):
+        cached = path.with_name(path.name + CACHE_SUFFIX)
+        if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime:
+            out.append(np.load(cached))
+            continue
+        import face_recognition
+
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        out.append(face_recognition.face_encodings(rgb, known_face_locations=[(top, right, bottom, left)])[0])
+        vector = np.asarray(face_recognition.face_encodings(rgb, known_face_locations=[(top, right, bottom, left)])[0])
+        write_with(cached, lambda p, v=vector: np.save(p, v), suffix=".npy")
+        out.append(vector)
     return np.asarray(out, dtype=np.float64).reshape(len(out), 128)
 
 
