@@ -67,7 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     from recognize_me.me.align import FaceAligner
     from recognize_me.me.photo_set import PhotoSet, load_photo_table, prepare_photos
     from recognize_me.me.reference import reference_missing
-    from recognize_me.me.transfer import REFERENCE_STRATEGY, TransferJob, base_input_settings, train_transfer
+    from recognize_me.me.transfer import (
+        FEATURES,
+        REFERENCE_STRATEGY,
+        TransferJob,
+        base_input_settings,
+        train_transfer,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bases", type=Path, nargs="+", required=True, help="trained CelebA model.keras files")
@@ -81,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--celeba-strangers", type=int, default=200)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rm-curve"), help="scratch folder (aligned crops)")
     parser.add_argument("--reuse", action="store_true", help="reuse <work>/<fill>/photos.csv when present")
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 25, 0],
+                        help="'me' train photos per point of the curve; 0 = all")
+    parser.add_argument("--name", default="recognize_me_curve", help="results/<name>.json and .png")
     args = parser.parse_args(argv)
     if not FACES.is_dir():
         print(f"SKIPPED: {FACES} not found")
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = {k: [images / i for i in partition.loc[partition["partition"] == v, "image_id"] if i in present]
             for k, v in (("train", 0), ("test", 2))}
     missing_reference = reference_missing() if REFERENCE_STRATEGY in args.strategies else None
-    bench = Bench("recognize_me_curve", {**{k: (list(map(str, v)) if isinstance(v, list) else str(v)
+    bench = Bench(args.name, {**{k: (list(map(str, v)) if isinstance(v, list) else str(v)
                                                if isinstance(v, Path) else v) for k, v in vars(args).items()}})
     if missing_reference:
         bench.notes.append(missing_reference)
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         bench.notes.append(f"{fill}: photos per split {counts}; detectors {detectors}; "
                            f"{len(rejected)} rejected: {[(Path(r['path']).name, r['reason']) for r in rejected]}")
         all_me = counts["train"]["me"]
-        for n_me in sorted({min(10, all_me), min(25, all_me), all_me}):
+        for n_me in sorted({min(n, all_me) if n > 0 else all_me for n in args.counts}):
             csv = subsample_me(out / "photos.csv", n_me, args.seed, out / f"n{n_me}.csv")
             runs: list[tuple[str, Path | None, str]] = []
             if REFERENCE_STRATEGY in args.strategies and not missing_reference:
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                 job = TransferJob(strategy=strategy, base_model_path=base or Path("none"), photos_csv=csv,
                                   out_dir=out / f"n{n_me}" / name / f"{strategy}-{features}", image_size=size,
                                   crop=crop, epochs=args.epochs, seed=args.seed, threads=2,
-                                  features=features if features in ("auto", "gap", "embedding", "concat") else "auto")
+                                  features=features if features in FEATURES else "auto")
                 try:
                     m = train_transfer(job)
                 except ValueError as exc:  # e.g. features="embedding" on a base without one
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                           train_s=m["train_time_s"])
                 print(bench.rows[-1], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(bench.rows, RESULTS / "recognize_me_curve.png")
+    plot(bench.rows, RESULTS / f"{args.name}.png")
     _targets(bench)
     bench.finish(COLUMNS)
 

@@ -296,6 +296,7 @@ def test_features_come_from_embedding_or_gap_by_name() -> None:
     assert [t.shape[-1] for t in named_feature_outputs(model, "auto")] == [6]
     assert [t.shape[-1] for t in named_feature_outputs(model, "gap")] == [4]
     assert [t.shape[-1] for t in named_feature_outputs(model, "concat")] == [6, 4]
+    assert [t.shape[-1] for t in named_feature_outputs(model, "spatial")] == [6 * 6 * 4]
     plain = keras.Model(inputs, keras.layers.Dense(40)(gap))
     assert [t.shape[-1] for t in named_feature_outputs(plain, "auto")] == [4]
     with pytest.raises(ValueError, match="embedding"):

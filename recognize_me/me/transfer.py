@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 Strategy = Literal["feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"]
 STRATEGIES: tuple[str, ...] = ("feature_extraction", "fine_tuning", "from_scratch", "reference_dlib")
 REFERENCE_STRATEGY = "reference_dlib"
-Features = Literal["auto", "embedding", "gap", "concat"]
-FEATURES: tuple[str, ...] = ("auto", "embedding", "gap", "concat")
+Features = Literal["auto", "embedding", "gap", "concat", "spatial"]
+FEATURES: tuple[str, ...] = ("auto", "embedding", "gap", "concat", "spatial")
 LOGREG_CS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 FAR_TARGET = 0.01  # recall is also reported at this false-accept rate
 TransferHook = Callable[[str, int, int, dict], None]  # (strategy, epoch 1-based, epochs, logs)
@@ -139,8 +139,9 @@ def build_transfer_model(features: keras.Model, image_size: tuple[int, int], see
 
 def named_feature_outputs(base: keras.Model, features: str = "auto") -> list[Any]:
     """The base's output tensors to use as features: ``embedding`` (a layer of that name), ``gap`` (a layer
-    named ``gap``, else the last top-level ``GlobalAveragePooling2D``), ``concat`` (both), ``auto``
-    (``embedding`` when the base has one, else ``gap``). ``ValueError`` names what is missing."""
+    named ``gap``, else the last top-level ``GlobalAveragePooling2D``), ``concat`` (both), ``spatial``
+    (the feature map that ``gap`` pools, flattened: keeps where on the aligned face a feature fires),
+    ``auto`` (``embedding`` when the base has one, else ``gap``). ``ValueError`` names what is missing."""
     import keras
 
     by_name = {layer.name: layer for layer in base.layers}
@@ -148,11 +149,13 @@ def named_feature_outputs(base: keras.Model, features: str = "auto") -> list[Any
     gap = by_name.get("gap") or (pools[-1] if pools else None)
     embedding = by_name.get("embedding")
     wanted = {"auto": ["embedding" if embedding is not None else "gap"], "embedding": ["embedding"],
-              "gap": ["gap"], "concat": ["embedding", "gap"]}[features]
+              "gap": ["gap"], "concat": ["embedding", "gap"], "spatial": ["gap"]}[features]
     layers = {"embedding": embedding, "gap": gap}
     missing = [name for name in wanted if layers[name] is None]
     if missing:
         raise ValueError(f"model {base.name!r} has no {' / '.join(missing)} layer for features={features!r}")
+    if features == "spatial":
+        return [keras.layers.Flatten(name="spatial_features")(gap.input)]
     return [layers[name].output for name in wanted]
 
 
