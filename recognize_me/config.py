@@ -70,9 +70,9 @@ class PipelineConfig(BaseModel):
         description="'Is this me?' strategies trained side by side; reference_dlib (optional extra "
         "'reference') is skipped with a message when face_recognition is not installed, and never promoted.")
     me_features: Literal["auto", "embedding", "gap", "concat", "spatial"] = Field(
-        "auto", description="feature_extraction reads the base's 'embedding' layer (auto: when it has one), "
-        "its 'gap' pooling, both concatenated, or the flattened map 'gap' pools (spatial); L2-normalised, "
-        "flip-averaged, into a logistic regression.")
+        "auto", description="feature_extraction reads the base's 'embedding' layer, its 'gap' pooling, both "
+        "(concat), or the flattened map 'gap' pools (spatial); auto = embedding when the base has one, else "
+        "spatial. L2-normalised, flip-averaged, into a logistic regression.")
     me_fill: Literal["face_box", "replicate", "reflect"] = Field(
         "face_box", description="How aligned photos fill CelebA's 178x218 frame: face_box keeps only the "
         "template's face box and replicates its border (every photo alike); replicate/reflect fill only "

@@ -205,7 +205,8 @@ def test_feature_extraction_leaves_the_base_unchanged(setup: dict[str, Path], tr
         for a, b in zip(weights, base[name], strict=True):
             np.testing.assert_array_equal(a, b, err_msg=name)
     assert trained["feature_extraction"]["unfrozen_layers"] == []
-    assert model.get_layer("is_me").get_weights()[0].shape == (256, 1)
+    dim = trained["feature_extraction"]["feature_dim"]  # auto without an embedding layer: the spatial map
+    assert model.get_layer("is_me").get_weights()[0].shape == (dim, 1) and dim % 256 == 0 and dim > 256
     # the saved model scores a photo and its mirror image alike (flip averaging inside the model)
     x = np.random.default_rng(0).random((3, *SIZE, 3)).astype("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0), atol=1e-5)
@@ -298,7 +299,7 @@ def test_features_come_from_embedding_or_gap_by_name() -> None:
     assert [t.shape[-1] for t in named_feature_outputs(model, "concat")] == [6, 4]
     assert [t.shape[-1] for t in named_feature_outputs(model, "spatial")] == [6 * 6 * 4]
     plain = keras.Model(inputs, keras.layers.Dense(40)(gap))
-    assert [t.shape[-1] for t in named_feature_outputs(plain, "auto")] == [4]
+    assert [t.shape[-1] for t in named_feature_outputs(plain, "auto")] == [6 * 6 * 4]  # spatial
     with pytest.raises(ValueError, match="embedding"):
         named_feature_outputs(plain, "embedding")
 

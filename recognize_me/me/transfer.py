@@ -4,7 +4,8 @@ Strategies (each runs in its own process, see ``flows.training.run_transfer_para
 
 - ``feature_extraction``: the base stays frozen. Its L2-normalised features (the layer named
   ``embedding`` when the base has one, else the one named ``gap`` / its last global average pooling;
-  ``features="concat"`` joins both) are averaged over the photo and its mirror image (test-time flip
+  ``features="concat"`` joins both, ``"spatial"`` flattens the map ``gap`` pools; ``auto`` = ``embedding``
+  when the base has one, else ``spatial``) are averaged over the photo and its mirror image (test-time flip
   averaging) and fed to an L2-regularised logistic regression (scikit-learn; C chosen on validation
   AUC). The result is saved as one Keras model (base + flip averaging + a Dense layer holding the
   regression's weights), so ``predict`` serves it like any other.
@@ -141,14 +142,17 @@ def named_feature_outputs(base: keras.Model, features: str = "auto") -> list[Any
     """The base's output tensors to use as features: ``embedding`` (a layer of that name), ``gap`` (a layer
     named ``gap``, else the last top-level ``GlobalAveragePooling2D``), ``concat`` (both), ``spatial``
     (the feature map that ``gap`` pools, flattened: keeps where on the aligned face a feature fires),
-    ``auto`` (``embedding`` when the base has one, else ``gap``). ``ValueError`` names what is missing."""
+    ``auto`` (``embedding`` when the base has one, else ``spatial``: on the real faces it beat ``gap`` on
+    validation AUC at 10, 25 and 45 photos). ``ValueError`` names what is missing."""
     import keras
 
     by_name = {layer.name: layer for layer in base.layers}
     pools = [layer for layer in base.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
     gap = by_name.get("gap") or (pools[-1] if pools else None)
     embedding = by_name.get("embedding")
-    wanted = {"auto": ["embedding" if embedding is not None else "gap"], "embedding": ["embedding"],
+    if features == "auto":
+        features = "embedding" if embedding is not None else "spatial"
+    wanted = {"embedding": ["embedding"],
               "gap": ["gap"], "concat": ["embedding", "gap"], "spatial": ["gap"]}[features]
     layers = {"embedding": embedding, "gap": gap}
     missing = [name for name in wanted if layers[name] is None]
