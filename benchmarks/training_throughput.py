@@ -10,6 +10,12 @@ train_one turns on; ``plain+epoch-seeded input`` passes ``make_dataset(epoch=<tf
 epoch, as train_one does for exact resumes (skipped when ``make_dataset`` has no ``epoch`` parameter).
 
     python -m benchmarks.training_throughput [--n 3000] [--epochs 2] [--repeats 3] [--wait-idle 20:15]
+
+``--matrix``: train_one side by side in precision (float32, mixed_bfloat16) x input (the decoded array
+cache, the JPEG files) x TF threads (1, 2): fit images/s per epoch, validation accuracy and test mean
+accuracy at 0.5 of the same seeded training; written to ``results/training_matrix.json``.
+
+    python -m benchmarks.training_throughput --matrix [--model baseline_cnn] [--n 3000] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -148,6 +154,94 @@ def child(variant: str, splits_csv: Path, epochs: int, threads: int) -> None:
     emit(out)
 
 
+MATRIX = [(p, i, t) for p in ("float32", "mixed_bfloat16") for i in ("array", "jpeg") for t in (2, 1)]
+
+
+def matrix_child(spec: str, splits_csv: Path, epochs: int, model: str, decoded: Path) -> None:
+    """One train_one run: ``spec`` = precision:input:threads."""
+    precision, source, threads = spec.split(":")
+    from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+    from recognize_me.training import train as training
+
+    images = require_celeba("img_align_celeba")
+    stamps: list[tuple[str, int, float]] = []
+    original = training._callbacks
+    training._callbacks = lambda *a, **k: [*original(*a, **k), stamp_callback(stamps)]
+    with tempfile.TemporaryDirectory() as run_dir:
+        job = training.TrainJob(model=model, run_dir=Path(run_dir), splits_csv=splits_csv, images_dir=images,
+                                attributes=tuple(CELEBA_ATTRIBUTES), image_size=SIZE, crop="square",
+                                epochs=epochs, batch_size=BATCH, seed=SEED, augment_flip=True,
+                                threads=int(threads), precision=precision,
+                                decoded=decoded if source == "array" else None)
+        summary = training.train_one(job)
+        import pandas as pd
+
+        history = pd.read_csv(Path(run_dir) / "models" / model / "history.csv")
+    at = {(kind, e): t for kind, e, t in stamps}
+    emit({"spec": spec, "fit_s": [at["val_begin", e] - at["epoch_begin", e] for e in range(epochs)],
+          "val_accuracy": float(history["val_accuracy"].iloc[-1]), "val_loss": float(history["val_loss"].iloc[-1]),
+          "test_mean_accuracy_0_5": summary["at_threshold_0_5"]["mean_accuracy"],
+          "train_time_s": summary["train_time_s"], "precision": summary["precision"], "input": summary["input"]})
+
+
+def run_matrix(args) -> None:
+    from recognize_me.data.decoded_cache import decode_splits
+
+    require_celeba("img_align_celeba")
+    with tempfile.TemporaryDirectory() as tmp:
+        splits = write_splits(Path(tmp), args.n, args.n_val, args.n_val)
+        if args.wait_idle:
+            wait_for_idle(deadline_utc=args.wait_idle)
+        bench = Bench("training_matrix", {"model": args.model, "image_size": SIZE, "n_train": args.n,
+                                          "n_val": args.n_val, "epochs": args.epochs, "batch_size": BATCH,
+                                          "repeats": args.repeats})
+        t0 = time.perf_counter()
+        decoded, _ = decode_splits(splits, Path(tmp) / "cache", "benchmark", require_celeba("img_align_celeba"),
+                                   SIZE, "square")
+        decode_s = time.perf_counter() - t0
+        bench.notes.append(f"decoding {args.n + 2 * args.n_val} images once into the array cache took "
+                           f"{decode_s:.1f} s (TF import included)")
+        runs: dict[str, list[dict]] = {}
+        for _ in range(args.repeats):
+            for precision, source, threads in MATRIX:
+                spec = f"{precision}:{source}:{threads}"
+                r = run_child("benchmarks.training_throughput", "--matrix-child", spec, "--splits", str(splits),
+                              "--epochs", str(args.epochs), "--model", args.model, "--decoded", str(decoded))
+                runs.setdefault(spec, []).append(r)
+                print(f"  {spec}: fit s/epoch {[round(x, 1) for x in r['fit_s']]}, val acc "
+                      f"{r['val_accuracy']:.4f}, load {r['load_1min']}", flush=True)
+    rows = {}
+    for spec, rs in runs.items():
+        precision, source, threads = spec.split(":")
+        row = {"precision": precision, "input": source, "threads": int(threads)}
+        for e in range(args.epochs):
+            row[f"fit_img_s_e{e + 1}"] = args.n / median([r["fit_s"][e] for r in rs])
+        row |= {"val_accuracy": median([r["val_accuracy"] for r in rs]),
+                "val_loss": median([r["val_loss"] for r in rs]),
+                "test_acc_0_5": median([r["test_mean_accuracy_0_5"] for r in rs]),
+                "train_time_s": median([r["train_time_s"] for r in rs]),
+                "load_1min": max(r["load_1min"] for r in rs)}
+        rows[spec] = bench.row(**row)
+    last = f"fit_img_s_e{args.epochs}"
+    for threads in (2, 1):
+        for source in ("array", "jpeg"):
+            f32, bf16 = rows[f"float32:{source}:{threads}"], rows[f"mixed_bfloat16:{source}:{threads}"]
+            bench.ratio(f"bf16 / float32 fit img/s, {source}, {threads} threads, epoch {args.epochs}",
+                        bf16[last] / f32[last], "info", True)
+        for precision in ("float32", "mixed_bfloat16"):
+            a, j = rows[f"{precision}:array:{threads}"], rows[f"{precision}:jpeg:{threads}"]
+            bench.ratio(f"array / jpeg fit img/s epoch 1, {precision}, {threads} threads",
+                        a["fit_img_s_e1"] / j["fit_img_s_e1"], "info", True)
+    for precision in ("float32", "mixed_bfloat16"):
+        bench.ratio(f"2 / 1 threads fit img/s, {precision}, array", rows[f"{precision}:array:2"][last]
+                    / rows[f"{precision}:array:1"][last], "info", True)
+    bench.params["runs"] = runs
+    bench.notes.append("same seed, data and epochs in every cell: val_accuracy / test_acc_0_5 differences are "
+                       "the precision's (array and jpeg give identical batches)")
+    bench.finish(["precision", "input", "threads", *[f"fit_img_s_e{e + 1}" for e in range(args.epochs)],
+                  "val_accuracy", "val_loss", "test_acc_0_5", "train_time_s", "load_1min"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="training images")
@@ -157,12 +251,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="TF intra-op threads")
     parser.add_argument("--diagnose", action="store_true", help=f"also run {', '.join(DIAG_VARIANTS)}")
     parser.add_argument("--variants", help=f"comma-separated subset of {', '.join(VARIANTS + DIAG_VARIANTS)}")
+    parser.add_argument("--matrix", action="store_true", help="precision x input x threads side by side")
+    parser.add_argument("--model", default=MODEL, help="--matrix: the model to train")
+    parser.add_argument("--matrix-child", help=argparse.SUPPRESS)
+    parser.add_argument("--decoded", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=VARIANTS + DIAG_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--splits", type=Path, help=argparse.SUPPRESS)
     common_args(parser)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.splits, args.epochs, args.threads)
+    if args.matrix_child:
+        return matrix_child(args.matrix_child, args.splits, args.epochs, args.model, args.decoded)
+    if args.matrix:
+        return run_matrix(args)
     require_celeba("img_align_celeba")
     with tempfile.TemporaryDirectory() as tmp:
         splits = write_splits(Path(tmp), args.n, args.n_val, args.n_val)

@@ -141,14 +141,15 @@ def stack_env(home: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def local_stack(workdir: Path, serve: Sequence[str] | None = ("demo",), ui: bool = False,
-                timeout_s: float = 180.0) -> Iterator[Stack]:
+                timeout_s: float = 180.0, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """A real Prefect server on 127.0.0.1:<free port>, and ``deployments.serve --only <serve>`` against it.
 
-    Everything (SQLite, results, logs) lives under ``workdir``; every process is stopped on exit.
+    Everything (SQLite unless ``extra_env`` names another database, results, logs) lives under ``workdir``;
+    every process is stopped on exit. ``extra_env`` is added to both processes' environment.
     """
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = stack_env(workdir / "prefect-home")
+    env = stack_env(workdir / "prefect-home") | dict(extra_env or {})
     env_server = env | {"PREFECT_SERVER_UI_ENABLED": str(ui).lower(), "PREFECT_UI_API_URL": api_url}
     stack = Stack(api_url, env | {"PREFECT_API_URL": api_url}, workdir)
     try:

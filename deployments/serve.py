@@ -8,22 +8,59 @@ From another shell: ``prefect deployment run train-all/demo``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from recognize_me.quiet import quiet_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_API = "http://127.0.0.1:4200/api"
 
 
+ENV_TEMPLATE = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
+
+
 def load_deployments(path: Path = ROOT / "prefect.yaml") -> list[dict[str, Any]]:
     return yaml.safe_load(path.read_text())["deployments"]
+
+
+def missing_variables(entry: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Environment variables named by ``{{ $NAME }}`` in the entry's parameters that are not set."""
+    names = ENV_TEMPLATE.findall(json.dumps(entry.get("parameters") or {}))
+    return sorted({n for n in names if not environ.get(n)})
+
+
+def resolve_variables(value: Any, environ: Mapping[str, str]) -> Any:
+    """``{{ $NAME }}`` replaced by ``environ[NAME]`` everywhere in ``value``, as ``prefect deploy`` does."""
+    if isinstance(value, str):
+        return ENV_TEMPLATE.sub(lambda m: environ[m.group(1)], value)
+    if isinstance(value, dict):
+        return {k: resolve_variables(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_variables(v, environ) for v in value]
+    return value
+
+
+def servable(entries: list[dict[str, Any]], environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Entries with their variables resolved; an entry whose variable is unset is left out, with a note."""
+    out = []
+    for entry in entries:
+        missing = missing_variables(entry, environ)
+        if missing:
+            print(f"not serving train-all/{entry['name']}: set {', '.join(missing)} (see prefect.yaml)", flush=True)
+            continue
+        out.append(entry | {"parameters": resolve_variables(entry.get("parameters"), environ)})
+    return out
 
 
 def runner_deployments(entries: list[dict[str, Any]]) -> list:
@@ -77,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-url", default=os.environ.get("PREFECT_API_URL", DEFAULT_API))
     parser.add_argument("--only", nargs="+", help="serve only these deployment names")
     args = parser.parse_args(argv)
+    quiet_environment()
     server = ensure_server(args.api_url)
     os.environ["PREFECT_API_URL"] = args.api_url
     from prefect import serve
 
-    entries = [e for e in load_deployments() if not args.only or e["name"] in args.only]
+    entries = servable([e for e in load_deployments() if not args.only or e["name"] in args.only], os.environ)
     print(f"serving {[e['name'] for e in entries]} against {args.api_url}; UI: {args.api_url[:-4]}", flush=True)
     try:
         serve(*runner_deployments(entries))

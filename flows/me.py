@@ -31,7 +31,7 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
         print(row["error"])
     jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers),
                               skip=tuple(r["strategy"] for r in skipped))
-    results = run_transfer_parallel(jobs, config.dask_address, n_workers) + skipped
+    results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh) + skipped
     report = publish_me_report(run_dir, results)
     best = best_transfer_dir(results)
     if best is not None:

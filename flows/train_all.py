@@ -14,6 +14,7 @@ from recognize_me.training.plan import plan_jobs, threads_per_worker, worker_cou
 from tasks.data import (
     check_data,
     create_run_folder,
+    decode_images,
     ensure_demo_data,
     fingerprint_sources,
     ingest_celeba,
@@ -37,11 +38,13 @@ def train_all(config: PipelineConfig) -> str:
     manifest = inventory.with_options(**cached)(tables, source)
     check_data.with_options(**cached)(config, tables, manifest, run_dir, source)
     splits_csv = split_data(config, tables, manifest, run_dir)
-    photos_csv = prepare_me_photos(config, run_dir, splits_csv, tables.paths.images_dir) if config.me_dir else None
+    photos_csv = prepare_me_photos.with_options(**cached)(config, run_dir, splits_csv, tables.paths.images_dir) \
+        if config.me_dir else None
 
+    decoded = decode_images(config, splits_csv, tables.paths.images_dir, source)
     n_workers = worker_count(config, len(config.models))
     jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, source,
-                     threads=threads_per_worker(n_workers))
+                     threads=threads_per_worker(n_workers), n_workers=n_workers, decoded=decoded)
     outcomes = run_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh)
 
     report = publish_report(run_dir, splits_csv, tables.paths.images_dir, config.attribute_names, outcomes)

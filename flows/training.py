@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 import dask
-from prefect import flow, get_client
+from prefect import Task, flow, get_client
+from prefect.results import get_result_store
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from recognize_me.me.transfer import TransferJob
+from recognize_me.quiet import quiet_environment
 from recognize_me.training.train import TrainJob
-from tasks.training import collect_outcome, train_model, train_transfer_model
+from tasks.training import (
+    collect_outcome,
+    train_cache_key,
+    train_model,
+    train_transfer_model,
+    transfer_cache_key,
+)
 
 
 @flow(name="train-models")
@@ -20,9 +32,30 @@ def train_models(jobs: list[TrainJob], refresh: bool = False) -> list[dict[str, 
 
 
 @flow(name="train-transfer-models")
-def train_transfer_models(jobs: list[TransferJob]) -> list[dict[str, Any]]:
-    futures = [train_transfer_model.submit(job) for job in jobs]
+def train_transfer_models(jobs: list[TransferJob], refresh: bool = False) -> list[dict[str, Any]]:
+    futures = [train_transfer_model.with_options(refresh_cache=refresh).submit(job) for job in jobs]
     return [collect_outcome(future, job) for future, job in zip(futures, jobs, strict=True)]
+
+
+def uncached_jobs(task: Task, key: Callable[[Any], str], jobs: list, refresh: bool) -> list:
+    """The jobs whose result is not in ``task``'s Prefect result store (all of them when ``refresh``).
+
+    Asked before any cluster exists, so a rerun whose jobs are all cached starts no process.
+    """
+    if refresh:
+        return list(jobs)
+    store = get_result_store().update_for_task(task)
+    return [job for job in jobs if not store.exists(key(job))]
+
+
+def task_runner(task: Task, key: Callable[[Any], str], jobs: list, address: str | None, n_workers: int,
+                refresh: bool):
+    """Cache hits only: threads in this process (each task reads its stored result). Otherwise Dask, with
+    no more local workers than there are jobs to compute."""
+    todo = uncached_jobs(task, key, jobs, refresh)
+    if not todo:
+        return ThreadPoolTaskRunner(max_workers=max(1, len(jobs)))
+    return dask_runner(address, min(n_workers, len(todo)))
 
 
 def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
@@ -35,19 +68,32 @@ def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
         return DaskTaskRunner(address=address)
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-                                          "host": "127.0.0.1", "dashboard_address": None,
-                                          "env": {"PREFECT_API_URL": api_url}})
+    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                            cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
+                                            "host": "127.0.0.1", "dashboard_address": None,
+                                            "env": {"PREFECT_API_URL": api_url, "DASK_LOGGING__DISTRIBUTED": "warning",
+                                                    **quiet_environment(dict(os.environ))}})
+    # Dask's start-up INFO lines (addresses, the unasked-for dashboard) stay out of the console;
+    # its warnings and errors do not.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    runner.logger.addFilter(_no_dashboard_line)
+    return runner
+
+
+def _no_dashboard_line(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("The Dask dashboard is available")
 
 
 def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int,
                  refresh: bool = False) -> list[dict[str, Any]]:
     """A dead worker process makes Dask retry its job once, then report it failed (KilledWorker)."""
+    runner = task_runner(train_model, train_cache_key, jobs, address, n_workers, refresh)
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return train_models.with_options(task_runner=dask_runner(address, n_workers))(jobs, refresh=refresh)
+        return train_models.with_options(task_runner=runner)(jobs, refresh=refresh)
 
 
-def run_transfer_parallel(jobs: list[TransferJob], address: str | None, n_workers: int) -> list[dict[str, Any]]:
+def run_transfer_parallel(jobs: list[TransferJob], address: str | None, n_workers: int,
+                          refresh: bool = False) -> list[dict[str, Any]]:
+    runner = task_runner(train_transfer_model, transfer_cache_key, jobs, address, n_workers, refresh)
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return train_transfer_models.with_options(task_runner=dask_runner(address, n_workers))(jobs)
+        return train_transfer_models.with_options(task_runner=runner)(jobs, refresh=refresh)

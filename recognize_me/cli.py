@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from recognize_me.config import ALL_MODELS, PipelineConfig
 from recognize_me.data.attributes import CELEBA_ATTRIBUTES
+from recognize_me.demo.data import DEMO_IMAGES
+from recognize_me.quiet import import_tensorflow_quietly, quiet_environment
 
 DEMO_DIR = Path("demo-data")
 
@@ -95,20 +97,25 @@ def cmd_train(args: argparse.Namespace, **defaults: Any) -> int:
     return 0
 
 
+def demo_defaults(data: Path) -> dict[str, Any]:
+    """The ``demo`` command's config, the same as the ``train-all/demo`` deployment's in prefect.yaml."""
+    return {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
+            "models": list(ALL_MODELS), "epochs": 5, "image_size": [48, 48]}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not (data / "list_attr_celeba.txt").exists():
         from recognize_me.demo.data import generate_demo_data
 
         generate_demo_data(data, n_images=args.images, seed=0)
-    defaults = {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
-                "models": list(ALL_MODELS), "epochs": 5, "image_size": [48, 48]}
-    return cmd_train(args, **defaults)
+    return cmd_train(args, **demo_defaults(data))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from recognize_me.me.predict import expand_paths, load_champions, load_run_models, summary_rows
 
+    import_tensorflow_quietly()
     predictor = load_run_models(Path(args.run)) if args.run else load_champions(Path(args.registry))
     results = predictor.predict(expand_paths([Path(p) for p in args.images]))
     if args.json:
@@ -141,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with all five models")
     p.add_argument("--data", default=str(DEMO_DIR))
-    p.add_argument("--images", type=int, default=1600)
+    p.add_argument("--images", type=int, default=DEMO_IMAGES)
     add_config_flags(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("predict", help="is this me? and the CelebA attributes, for images or folders")
@@ -163,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_environment()  # before Prefect or TensorFlow is imported; a user's own setting wins
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -55,6 +55,16 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     vgg_weights: str = Field("none", description="imagenet, none, or a path to a local weights file.")
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "auto", description="Training precision (Keras mixed-precision policy; output layers stay float32). "
+        "auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX/AVX512_BF16, else float32.")
+    time_budget_min: float | None = Field(
+        None, gt=0, description="Minutes for the whole CelebA training stage (all models, evaluation "
+        "included) on n_workers processes; each model plans its epochs from its measured epoch time and "
+        "keeps its best epoch. epochs stays the upper bound. None: every model trains `epochs` epochs.")
+    decoded_cache: bool = Field(True, description="Decode, crop and resize every image once into a "
+                                "memory-mapped array under output_root/cache/decoded, shared by all models "
+                                "and reruns (falls back to reading the JPEGs when it does not fit).")
     dask_address: str | None = Field(None, description="Existing Dask scheduler; None = local cluster.")
     n_workers: int | None = Field(None, ge=1, description="Local training processes; default min(models, cores).")
 
@@ -130,7 +140,7 @@ class PipelineConfig(BaseModel):
 
     #: Fields that decide what is read and checked (the ingestion caches' key).
     DATA_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"celeba_dir", "attr_file", "partition_file", "identity_file", "images_dir", "me_dir", "others_dir",
+        {"celeba_dir", "attr_file", "partition_file", "identity_file", "images_dir",
          "attributes", "max_absent_fraction", "max_undecodable_fraction"})
 
     def data_json(self) -> str:

@@ -11,6 +11,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from recognize_me.config import PipelineConfig
 from recognize_me.data.celeba_files import CelebaFormatError, CelebaTables, locate_celeba_files
 from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
+from recognize_me.data.decoded_cache import DecodedCacheDoesNotFit, decode_splits
 from recognize_me.data.inventory import summarize_manifest
 from recognize_me.data.splits import make_splits, split_counts
 from recognize_me.data.validation import check_tables, inventory_tables, load_tables
@@ -33,10 +34,10 @@ def ensure_demo_data(config: PipelineConfig) -> None:
     """Generate the synthetic demo data once, when asked to and the folder has no attribute file."""
     if config.generate_demo_data and config.celeba_dir is not None \
             and not (config.celeba_dir / "list_attr_celeba.txt").exists():
-        from recognize_me.demo.data import generate_demo_data
+        from recognize_me.demo.data import DEMO_IMAGES, generate_demo_data
 
         get_run_logger().info("generating demo data in %s", config.celeba_dir)
-        generate_demo_data(config.celeba_dir)
+        generate_demo_data(config.celeba_dir, n_images=DEMO_IMAGES)
 
 
 def _by_source(context, parameters) -> str:
@@ -49,9 +50,7 @@ def fingerprint_sources(config: PipelineConfig) -> str:
     """Never cached: it is what tells whether anything changed since the last run."""
     paths = locate_celeba_files(config.celeba_dir, config.attr_file, config.partition_file,
                                 config.identity_file, config.images_dir)
-    extra = [folder_signature(paths.images_dir)]
-    for folder in (config.me_dir, config.others_dir):
-        extra.append(folder_signature(folder) if folder else "-")
+    extra = [folder_signature(paths.images_dir)]  # the photo folders key the photo step, not this
     fingerprint = data_fingerprint([paths.attr_file, paths.partition_file, paths.identity_file],
                                    config.data_json(), extra=extra)
     get_run_logger().info("source fingerprint %s", fingerprint[:16])
@@ -114,3 +113,22 @@ def split_data(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFr
     path = write_with(run_dir / "splits.csv", lambda p: table.to_csv(p, index=False))
     get_run_logger().info("splits %s -> %s", split_counts(splits), path)
     return path
+
+
+@task(name="decode-images")
+def decode_images(config: PipelineConfig, splits_csv: Path, images_dir: Path, source: str) -> Path | None:
+    """Decode every image of ``splits.csv`` once into the shared array cache (reused when it exists).
+
+    None (the models then read the JPEGs) when ``decoded_cache`` is off or the array does not fit.
+    """
+    logger = get_run_logger()
+    if not config.decoded_cache:
+        return None
+    try:
+        folder, reused = decode_splits(splits_csv, config.output_root / "cache" / "decoded", source, images_dir,
+                                       config.image_size, config.crop)
+    except DecodedCacheDoesNotFit as err:
+        logger.warning("%s", err)
+        return None
+    logger.info("decoded images %s: %s", "reused" if reused else "written", folder)
+    return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +10,30 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from recognize_me.cache_keys import tree_signature
 from recognize_me.config import PipelineConfig
 from recognize_me.data.check_report import DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
 from recognize_me.me.photo_set import prepare_photos
 from recognize_me.me.report import build_me_report
+from recognize_me.runs import file_digest
 
 PHOTO_CHECKS_KEY = "photo-checks"
 
 
-@task(name="prepare-me-photos")
+def _photo_folders_key(context, parameters) -> str:
+    """The photo folders (every file, sub-folders included) and the settings that shape the photo set;
+    the CelebA sample of "others" only when no others folder is given."""
+    config: PipelineConfig = parameters["config"]
+    parts = [tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
+             str(config.me_split_fractions), str(config.me_min_photos)]
+    if config.others_dir is None:
+        parts += [str(config.celeba_others), file_digest(Path(parameters["splits_csv"]))]
+    return "photos-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@task(name="prepare-me-photos", cache_key_fn=_photo_folders_key, persist_result=True)
 def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path) -> Path:
     """Scan, align, split and check the user's photos; "others" default to a CelebA train sample, strangers
     come from CelebA's test partition (identities disjoint from train)."""

@@ -8,7 +8,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from recognize_me.cache_keys import transfer_job_key
 from recognize_me.me.transfer import TransferJob, train_transfer
+from recognize_me.quiet import import_tensorflow_quietly
+from recognize_me.training.seeding import isolated_default_seeds
 from recognize_me.training.train import TrainJob, train_one
 
 
@@ -17,8 +20,21 @@ def artifact_key(prefix: str, name: str) -> str:
     return f"{prefix}-{name}".lower().replace("_", "-")
 
 
+def train_cache_key(job: TrainJob) -> str:
+    """The key ``train_model`` stores its result under (the flow looks it up before starting a cluster)."""
+    return f"train-{job.model}-{job.cache_key()}"
+
+
+def transfer_cache_key(job: TransferJob) -> str:
+    return f"transfer-{job.strategy}-{transfer_job_key(job)}"
+
+
 def _job_key(context, parameters) -> str:
-    return f"train-{parameters['job'].model}-{parameters['job'].cache_key()}"
+    return train_cache_key(parameters["job"])
+
+
+def _transfer_key(context, parameters) -> str:
+    return transfer_cache_key(parameters["job"])
 
 
 def progress_hook(name: str) -> Callable[[str, int, int, dict[str, float]], None]:
@@ -38,15 +54,19 @@ def progress_hook(name: str) -> Callable[[str, int, int, dict[str, float]], None
 @task(name="train-model", task_run_name="train-{job.model}", cache_key_fn=_job_key, persist_result=True,
       retries=1)
 def train_model(job: TrainJob) -> dict[str, Any]:
+    import_tensorflow_quietly()
     summary = train_one(job, on_epoch=progress_hook(job.model))
     get_run_logger().info("%s: mean test accuracy %.4f in %.1f s", job.model, summary["mean_accuracy"],
                           summary["train_time_s"])
     return {k: v for k, v in summary.items() if k != "per_attribute"}
 
 
-@task(name="train-transfer", task_run_name="transfer-{job.strategy}", retries=1)
+@task(name="train-transfer", task_run_name="transfer-{job.strategy}", cache_key_fn=_transfer_key,
+      persist_result=True, retries=1)
 def train_transfer_model(job: TransferJob) -> dict[str, Any]:
-    summary = train_transfer(job, on_epoch=progress_hook(f"me-{job.strategy}"))
+    import_tensorflow_quietly()
+    with isolated_default_seeds(job.seed):  # Keras' unseeded layers: same weights whatever other threads do
+        summary = train_transfer(job, on_epoch=progress_hook(f"me-{job.strategy}"))
     get_run_logger().info("%s: test F1 %.3f, AUC %s in %.1f s", job.strategy, summary["f1"],
                           summary["roc_auc"], summary["train_time_s"])
     return summary

@@ -222,6 +222,31 @@ def test_csv_without_image_id(tmp_path: Path) -> None:
     assert "image_id" in message
 
 
+def _pandas_index_csv(path: Path, ids: list[str]) -> Path:
+    """Exactly what ``DataFrame.to_csv`` writes with the image ids as its unnamed index."""
+    lines = ["," + ",".join(CELEBA_ATTRIBUTES)]
+    for image_id, (_, values) in zip(ids, ROWS, strict=False):
+        lines.append(image_id + "," + ",".join(str(v) for v in values))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_pandas_index_csv_is_read(tmp_path: Path) -> None:
+    ids = [i for i, _ in ROWS]
+    path = _pandas_index_csv(tmp_path / "list_attr_celeba.csv", ids)
+    assert path.read_text().startswith(",5_o_Clock_Shadow,Arched_Eyebrows,")
+    assert path.read_text().splitlines()[1].startswith("000001.jpg,")
+    table = read_attribute_file(path)
+    assert table.frame["image_id"].tolist() == ids
+    assert list(table.frame.columns) == ["image_id", *CELEBA_ATTRIBUTES]
+    assert table.frame.iloc[:, 1:].isin([0, 1]).all().all()
+
+
+def test_pandas_index_csv_with_row_numbers_is_refused(tmp_path: Path) -> None:
+    path = _pandas_index_csv(tmp_path / "a.csv", [str(n) for n in range(len(ROWS))])
+    assert "no 'image_id' column" in _error(path)
+
+
 def test_missing_attribute_file(tmp_path: Path) -> None:
     assert "not found" in _error(tmp_path / "nope.txt")
 

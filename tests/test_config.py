@@ -106,6 +106,7 @@ def test_data_json_holds_only_what_decides_the_data() -> None:
     assert _config(run_name="x", refresh=True, n_workers=2, epochs=9, seed=1).data_json() == base.data_json()
     assert _config(attributes="reliable32").data_json() != base.data_json()
     assert _config(max_absent_fraction=0.5).data_json() != base.data_json()
+    assert _config(me_dir="me", others_dir="others").data_json() == base.data_json()  # photos key their own step
 
 
 # --- CLI flags -> config ------------------------------------------------------------------------

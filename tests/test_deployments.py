@@ -22,7 +22,9 @@ def test_served_demo_deployment_runs_train_all_from_the_cli(tmp_path):
     PipelineConfig(**config)  # the override is a complete, valid config: prefect.yaml's defaults play no part
     spec = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
 
-    with local_stack(tmp_path, serve=("demo", "nightly")) as stack, api_client(stack.api_url) as client:
+    celeba = str(tmp_path / "my-celeba")
+    with local_stack(tmp_path, serve=("demo", "nightly"), extra_env={"RECOGNIZE_ME_CELEBA_DIR": celeba}) as stack, \
+            api_client(stack.api_url) as client:
         from prefect.client.schemas.objects import ConcurrencyLimitStrategy
         from prefect.exceptions import ObjectNotFound
 
@@ -34,6 +36,7 @@ def test_served_demo_deployment_runs_train_all_from_the_cli(tmp_path):
         [schedule] = nightly.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 3 * * *", "UTC", True)
         assert schedule.schedule.cron == spec["nightly"]["schedules"][0]["cron"]
+        assert nightly.parameters["config"]["celeba_dir"] == celeba  # from RECOGNIZE_ME_CELEBA_DIR
         with pytest.raises(ObjectNotFound):  # --only demo nightly
             client.read_deployment_by_name("train-all/celeba")
 

@@ -21,10 +21,12 @@ from recognize_me.models import (
 )
 from recognize_me.models import vgg as vgg_module
 from recognize_me.models.builders import count_params
+from recognize_me.training.budget import EpochPlan
 
 SHAPE = (32, 32, 3)
 N_OUT = 3
 OPTIONS = BuildOptions(learning_rate=1e-3, vgg_weights="none", dropout=0.3, seed=0)
+PLAN = EpochPlan(max_epochs=3)
 NAMES = ["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"]
 
 
@@ -75,7 +77,7 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_spec_flags_and_callbacks():
-    assert get_model_spec("baseline_cnn").callbacks(OPTIONS) == []
+    assert get_model_spec("baseline_cnn").callbacks(OPTIONS, PLAN) == []
     assert not get_model_spec("baseline_cnn").class_weighted_loss
     assert not get_model_spec("cnn_scheduled").class_weighted_loss
     assert not get_model_spec("cnn_scheduled").tune_thresholds
@@ -84,7 +86,7 @@ def test_spec_flags_and_callbacks():
     assert [n for n, s in MODELS.items() if s.fine_tune is not None] == ["vgg16_finetune"]
 
     for name in ("cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune"):
-        callbacks = get_model_spec(name).callbacks(OPTIONS)
+        callbacks = get_model_spec(name).callbacks(OPTIONS, PLAN)
         plateau = [c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
         stop = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
         assert len(plateau) == 1 and len(stop) == 1, name
@@ -92,7 +94,7 @@ def test_spec_flags_and_callbacks():
         assert stop[0].monitor == "val_loss" and stop[0].patience == 3 and stop[0].restore_best_weights
     # fresh callback objects per call (they hold state)
     spec = get_model_spec("cnn_scheduled")
-    assert spec.callbacks(OPTIONS)[0] is not spec.callbacks(OPTIONS)[0]
+    assert spec.callbacks(OPTIONS, PLAN)[0] is not spec.callbacks(OPTIONS, PLAN)[0]
 
 
 # --- every builder ----------------------------------------------------------------------------
@@ -335,6 +337,7 @@ def test_vgg_imagenet_offline_fails_fast(monkeypatch, tmp_path):
     assert "vgg_weights" in message
     assert vgg_module.VGG16_NOTOP_URL in message
     assert str(tmp_path / "models" / vgg_module.VGG16_NOTOP_FILENAME) in message
+    assert "--vgg-weights /path/to/" in message
 
 
 def test_vgg_imagenet_download_failure_becomes_runtime_error(monkeypatch, tmp_path):

@@ -50,3 +50,59 @@ def test_a_different_seed_gives_different_predictions(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-3000:]
     a, b = (tmp_path / run / "models" / "baseline_cnn" / "predictions_test.csv" for run in ("a", "b"))
     assert a.read_bytes() != b.read_bytes()
+
+
+def test_models_built_while_other_threads_draw_from_random_are_identical() -> None:
+    """What made two flow runs differ: Keras' default seeds come from Python's shared ``random``."""
+    import hashlib
+    import random
+    import threading
+
+    import keras
+
+    from recognize_me.models import BuildOptions, get_model_spec
+    from recognize_me.training.seeding import isolated_default_seeds
+
+    drawn, stop = [], threading.Event()
+
+    def other_thread() -> None:  # as Prefect's and Dask's background threads in a worker
+        while not stop.is_set():
+            drawn.append(random.random())
+            stop.wait(0.0002)
+
+    def build() -> str:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(43)
+        with isolated_default_seeds(43):
+            model = get_model_spec("cnn_scheduled").build((32, 32, 3), 4, BuildOptions(seed=43))
+        return hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+
+    quiet = build()
+    thread = threading.Thread(target=other_thread, daemon=True)
+    thread.start()
+    try:
+        busy = [build() for _ in range(2)]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(drawn) > 10
+    assert busy == [quiet, quiet]
+
+
+def test_two_flow_runs_with_more_models_than_workers_train_identical_models(prefect_server, demo_data,
+                                                                            tmp_path: Path) -> None:
+    """Through the flow and Dask, three models on two worker processes (one worker is reused, and busy
+    with Prefect's and Dask's threads): the smallest setting where runs differed before the fix."""
+    from flows.train_all import train_all
+    from recognize_me.config import PipelineConfig
+
+    models = ["baseline_cnn", "cnn_scheduled", "cnn_thresholded"]
+    dirs = []
+    for run in ("a", "b"):
+        config = PipelineConfig(celeba_dir=demo_data, output_root=tmp_path, run_name=run, models=models,
+                                image_size=(32, 32), epochs=1, batch_size=32, seed=5, n_workers=2, refresh=True)
+        dirs.append(Path(train_all(config=config)).parent / "models")
+    for model in models:
+        a, b = (d / model for d in dirs)
+        assert (a / "history.csv").read_bytes() == (b / "history.csv").read_bytes(), model
+        assert (a / "predictions_test.csv").read_bytes() == (b / "predictions_test.csv").read_bytes(), model

@@ -110,11 +110,27 @@ def _read_attr_csv(path: Path) -> pd.DataFrame:
         raise _tokenizer_error(path, err, 0) from err
     _check_no_implicit_index(path, frame, 1)
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame = _index_column_as_image_id(frame)
     frame = frame.drop(columns=[c for c in frame.columns if c.startswith("Unnamed:")])
     if "image_id" not in frame.columns:
         raise CelebaFormatError(f"{path}: CSV attribute file has no 'image_id' column "
                                 f"(columns: {list(frame.columns)[:5]}...)")
     _check_header(path, [c for c in frame.columns if c != "image_id"])
+    return frame
+
+
+_IMAGE_NAME = re.compile(r"^[^,\s]+\.(jpe?g|png|bmp|webp)$", re.IGNORECASE)
+
+
+def _index_column_as_image_id(frame: pd.DataFrame) -> pd.DataFrame:
+    """``DataFrame.to_csv`` with its index writes an empty first header cell (read back as ``Unnamed: 0``):
+    that column is the image id when it has no ``image_id`` column and every value is an image file name."""
+    first = frame.columns[0] if len(frame.columns) else None
+    if "image_id" in frame.columns or first not in ("", "Unnamed: 0"):
+        return frame
+    values = frame[first].astype(str)
+    if len(values) and values.str.match(_IMAGE_NAME).all():
+        return frame.rename(columns={first: "image_id"}).astype({"image_id": str})
     return frame
 
 

@@ -62,16 +62,53 @@ def make_dataset(paths: Sequence[str], labels: np.ndarray | None, *, image_size:
         ds = ds.map(lambda x: (x,))
     if cache:
         ds = ds.cache()
-    if epoch is not None and (shuffle or augment_flip):
-        ds = _per_epoch(ds, epoch, len(paths), shuffle=shuffle, augment_flip=augment_flip, seed=seed)
+    return _ordered_batches(ds, len(paths), batch_size=batch_size, shuffle=shuffle, augment_flip=augment_flip,
+                            seed=seed, epoch=epoch)
+
+
+def make_array_dataset(images: np.ndarray, rows: np.ndarray, labels: np.ndarray | None, *, batch_size: int = 64,
+                       shuffle: bool = False, augment_flip: bool = False, seed: int = 0,
+                       epoch: tf.Variable | None = None, gather: int = 256) -> tf.data.Dataset:
+    """``make_dataset`` over already decoded images: ``images[rows]`` (``images`` a uint8 (N, H, W, 3)
+    array, typically ``decoded_cache.DecodedImages.images``, memory-mapped).
+
+    The row numbers are shuffled, then gathered from the array ``gather`` at a time (only those rows are
+    copied), then flipped: the same order and flips as ``make_dataset`` with the same seed and epoch, so the
+    batches equal the JPEG path's batch for batch.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    shape = tuple(int(d) for d in images.shape[1:])
+
+    def load(ds: tf.data.Dataset) -> tf.data.Dataset:
+        def take(idx: tf.Tensor, *rest: tf.Tensor) -> tuple:
+            img = tf.numpy_function(lambda i: np.asarray(images[i]), [idx], tf.uint8, stateful=False)
+            return (tf.ensure_shape(img, (None, *shape)), *rest)
+
+        return ds.batch(gather).map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+
+    ds = tf.data.Dataset.from_tensor_slices(rows)
+    if labels is not None:
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(labels.astype(np.float32)))
     else:
-        ds = _reshuffled(ds, len(paths), shuffle=shuffle, augment_flip=augment_flip, seed=seed)
+        ds = ds.map(lambda x: (x,))
+    return _ordered_batches(ds, len(rows), batch_size=batch_size, shuffle=shuffle, augment_flip=augment_flip,
+                            seed=seed, epoch=epoch, load=load)
+
+
+def _ordered_batches(ds: tf.data.Dataset, n: int, *, batch_size: int, shuffle: bool, augment_flip: bool, seed: int,
+                     epoch: tf.Variable | None, load=None) -> tf.data.Dataset:
+    """Shuffle, ``load`` (items -> images, when the items are not images yet), flip, scale, batch."""
+    load = load or (lambda d: d)
+    if epoch is not None and (shuffle or augment_flip):
+        ds = _per_epoch(ds, epoch, n, shuffle=shuffle, augment_flip=augment_flip, seed=seed, load=load)
+    else:
+        ds = _reshuffled(ds, n, shuffle=shuffle, augment_flip=augment_flip, seed=seed, load=load)
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _per_epoch(ds: tf.data.Dataset, epoch: tf.Variable, n: int, *, shuffle: bool, augment_flip: bool,
-               seed: int) -> tf.data.Dataset:
+               seed: int, load) -> tf.data.Dataset:
     """Order and flips drawn from (seed, epoch), the variable read when an iteration starts."""
 
     def one_epoch(e: tf.Tensor) -> tf.data.Dataset:
@@ -83,6 +120,7 @@ def _per_epoch(ds: tf.data.Dataset, epoch: tf.Variable, n: int, *, shuffle: bool
             # process-wide seed is 0.
             tf.random.set_seed(1)
             d = d.shuffle(n, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
+        d = load(d)
         if augment_flip:
             d = d.enumerate().map(lambda i, item: _flip(item, e * (n + 1) + i, seed),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -95,9 +133,11 @@ def _per_epoch(ds: tf.data.Dataset, epoch: tf.Variable, n: int, *, shuffle: bool
     return out.apply(tf.data.experimental.assert_cardinality(n))
 
 
-def _reshuffled(ds: tf.data.Dataset, n: int, *, shuffle: bool, augment_flip: bool, seed: int) -> tf.data.Dataset:
+def _reshuffled(ds: tf.data.Dataset, n: int, *, shuffle: bool, augment_flip: bool, seed: int,
+                load) -> tf.data.Dataset:
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = load(ds).apply(tf.data.experimental.assert_cardinality(n))
     if augment_flip:
         noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, noise).map(lambda item, r: _flip(item, r), num_parallel_calls=tf.data.AUTOTUNE,

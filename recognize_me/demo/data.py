@@ -258,6 +258,10 @@ def _render_photos(folder: Path, prefix: str, people: list[tuple[Mapping[str, in
         img.save(folder / f"{prefix}_{i:04d}.png", compress_level=1)  # noise compresses badly anyway
 
 
+#: Images of ``recognize-me demo`` and of the ``train-all/demo`` deployment's generated data.
+DEMO_IMAGES = 1600
+
+
 def generate_demo_data(out_dir: Path, n_images: int = 2000, seed: int = 0, n_me: int = 40,
                        n_others: int = 80) -> DemoDataPaths:
     """Write a complete synthetic CelebA folder plus ``me/`` and ``others/`` under ``out_dir``.

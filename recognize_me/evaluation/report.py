@@ -16,7 +16,7 @@ from recognize_me.evaluation.metrics import majority_predictions, per_attribute_
 from recognize_me.fileio import write_json, write_text
 
 LEADERBOARD_COLUMNS = ("model", "status", "mean_accuracy", "mean_balanced_accuracy", "mean_f1", "params",
-                       "train_time_s")
+                       "train_time_s", "epochs_run", "epochs_planned", "stopped_by_budget", "precision")
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,26 @@ def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: 
     if best is not None:
         figures[f"Test faces, {best}: predicted vs true"] = _best_model_grid(run_dir, folders[best], splits_csv,
                                                                             images_dir, attributes)
+    notes = [*(notes or []), *training_notes(outcomes)]
     write_json(run_dir / "leaderboard.json", board)
     write_json(run_dir / "metrics.json", {"leaderboard": board, "test_accuracy_per_attribute": acc.round(5).to_dict()})
     html_path = write_text(run_dir / "report.html",
-                           render_html(board, per_attr, base_attr, figures, run_dir, notes or []))
+                           render_html(board, per_attr, base_attr, figures, run_dir, notes))
     return Report(html_path=html_path, leaderboard=board, per_attribute=acc, best_model=best)
+
+
+def training_notes(outcomes: list[dict[str, Any]]) -> list[str]:
+    """What the leaderboard's numbers alone do not say: time budgets that ended training, VGG16 from scratch."""
+    notes = []
+    for o in outcomes:
+        if o.get("stopped_by_budget"):
+            notes.append(f"{o['model']}: stopped by the time budget ({o.get('budget_s')} s) after "
+                         f"{o.get('epochs_run')} of at most {o.get('max_epochs')} epochs; its best epoch by "
+                         f"val_loss is kept.")
+        if o.get("trained_from_scratch"):
+            notes.append(f"{o['model']}: trained from scratch (no ImageNet weights: vgg_weights=none); it "
+                         f"had a smaller share of the time budget. Supply the weights with --vgg-weights.")
+    return notes
 
 
 def _best_model_grid(run_dir: Path, folder: Path, splits_csv: Path, images_dir: Path,

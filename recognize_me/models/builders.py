@@ -16,6 +16,7 @@ import keras
 from recognize_me.models.losses import compile_multilabel
 from recognize_me.models.residual import BN_MOMENTUM, ResidualUnit
 from recognize_me.models.vgg import build_vgg16_finetune, fine_tune_vgg16
+from recognize_me.training.budget import EpochPlan
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ModelSpec:
 
     name: str
     build: ModelBuilder
-    callbacks: Callable[[BuildOptions], list[keras.callbacks.Callback]]
+    callbacks: Callable[[BuildOptions, EpochPlan], list[keras.callbacks.Callback]]
     class_weighted_loss: bool
     tune_thresholds: bool
     fine_tune: Callable[[keras.Model, BuildOptions], keras.Model] | None
@@ -59,7 +60,7 @@ def _check_shape(input_shape: tuple[int, int, int], n_outputs: int) -> None:
 def _head(x: keras.KerasTensor, n_outputs: int, options: BuildOptions) -> keras.KerasTensor:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(x)
-    return keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes")(x)
+    return keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes", dtype="float32")(x)
 
 
 def _plain_cnn(input_shape: tuple[int, int, int], n_outputs: int, options: BuildOptions,
@@ -102,11 +103,11 @@ def build_resnet(input_shape: tuple[int, int, int], n_outputs: int, options: Bui
     return compile_multilabel(model, options.learning_rate)
 
 
-def no_callbacks(options: BuildOptions) -> list[keras.callbacks.Callback]:
+def no_callbacks(options: BuildOptions, plan: EpochPlan) -> list[keras.callbacks.Callback]:
     return []
 
 
-def scheduled_callbacks(options: BuildOptions) -> list[keras.callbacks.Callback]:
+def scheduled_callbacks(options: BuildOptions, plan: EpochPlan) -> list[keras.callbacks.Callback]:
     """Halve the LR when val_loss stalls for an epoch; stop after 3 stalled epochs, keeping the best."""
     return [
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1),

@@ -73,9 +73,11 @@ def network_available(host: str = _PROBE_HOST, port: int = _PROBE_PORT,
 
 def _offline_message(target: Path, reason: str) -> str:
     return (
-        f"Cannot get the ImageNet VGG16 weights ({reason}); the machine looks offline. Either place "
-        f"the file at {target} (download it elsewhere from {VGG16_NOTOP_URL}), or build with "
-        f"vgg_weights='none' (random initialisation) or vgg_weights='/path/to/local/weights.h5'."
+        f"Cannot get the ImageNet VGG16 weights ({reason}); the machine looks offline. To supply them: "
+        f"download {VGG16_NOTOP_URL} on a machine that is online (MD5 {VGG16_NOTOP_MD5}) and either copy "
+        f"it to {target} (then vgg_weights='imagenet' finds it), or pass its path: "
+        f"--vgg-weights /path/to/{VGG16_NOTOP_FILENAME} (vgg_weights='/path/to/file.h5' in the config). "
+        f"Or use vgg_weights='none': VGG16 then trains from scratch (slow and weaker; the report says so)."
     )
 
 
@@ -139,7 +141,7 @@ def build_vgg16_finetune(input_shape: tuple[int, int, int], n_outputs: int,
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dense(256, activation="relu", name="head_dense")(x)
     x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(x)
-    outputs = keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes")(x)
+    outputs = keras.layers.Dense(n_outputs, activation="sigmoid", name="attributes", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name="vgg16_finetune")
     return compile_multilabel(model, options.learning_rate)
 

@@ -10,9 +10,12 @@ import keras
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Calls ``hook(model_name, epoch, epochs, logs)`` after every epoch (the Prefect shell logs it)."""
+    """Calls ``hook(model_name, epoch, epochs, logs)`` after every epoch (the Prefect shell logs it).
 
-    def __init__(self, model_name: str, epochs: int, hook: Any, offset: int = 0) -> None:
+    ``epochs``: the total, or an ``EpochPlan`` whose current ``epochs`` is reported (a time budget may
+    change it after the first epoch)."""
+
+    def __init__(self, model_name: str, epochs: Any, hook: Any, offset: int = 0) -> None:
         super().__init__()
         self.model_name, self.epochs, self.hook, self.offset = model_name, epochs, hook, offset
 
@@ -20,7 +23,8 @@ class EpochReporter(keras.callbacks.Callback):
         lr = self.model.optimizer.learning_rate
         logs = {k: float(v) for k, v in (logs or {}).items()}
         logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(lr)))
-        self.hook(self.model_name, self.offset + epoch + 1, self.epochs, logs)
+        total = int(getattr(self.epochs, "epochs", self.epochs))
+        self.hook(self.model_name, self.offset + epoch + 1, max(total, self.offset + epoch + 1), logs)
 
 
 class FaultInjector(keras.callbacks.Callback):
@@ -95,3 +99,72 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             for tmp in (tmp_weights, tmp_meta):
                 if os.path.exists(tmp):
                     os.unlink(tmp)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Fit the training into ``plan.budget_s`` seconds (counted from ``started``, a ``time.monotonic()``)
+    and keep the best weights by ``monitor``.
+
+    After every epoch it re-plans from the measured epoch times: ``plan.planned_epochs`` becomes the
+    largest epoch count (at most ``plan.max_epochs``) whose remaining epochs plus ``reserve_s`` (the
+    evaluation after training, measured as ``eval_factor`` x this epoch's validation time) still end within
+    the budget. Training stops there; ``plan.stopped_by_budget`` says the budget, not ``max_epochs``, ended
+    it. The first epoch (graph tracing, reading the input) is the estimate until a later one replaces it.
+    The best epoch's weights (lowest ``monitor``) are restored when each ``fit`` ends; use the same instance
+    for every phase of a model, so the best over all phases wins. ``first_of_two``: this fit is the first
+    phase of a two-phase model and ends at half the plan.
+    """
+
+    def __init__(self, plan: Any, started: float, *, offset: int = 0, eval_factor: float = 2.0,
+                 monitor: str = "val_loss", clock: Any = None) -> None:
+        super().__init__()
+        import time
+
+        self.plan, self.started, self.offset, self.eval_factor, self.monitor = (
+            plan, started, offset, eval_factor, monitor)
+        self.clock = clock or time.monotonic
+        self.epoch_s: list[float] = []
+        self.val_s = 0.0
+        self.first_of_two = False
+        self.best: float | None = None
+        self.best_weights: dict[str, Any] | None = None
+        self._epoch_start = self._val_start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = self.clock()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._val_start = self.clock()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self.val_s = self.clock() - self._val_start
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = self.clock()
+        self.epoch_s.append(now - self._epoch_start)
+        value = (logs or {}).get(self.monitor)
+        if value is not None and (self.best is None or float(value) < self.best):
+            self.best = float(value)
+            self.best_weights = {v.path: keras.ops.convert_to_numpy(v) for v in self.model.weights}
+        done = self.offset + epoch + 1
+        if self.plan.budget_s is not None:
+            self.plan.planned_epochs = self.plan_epochs(done, now)
+        if done >= self.plan.epochs:
+            self.model.stop_training = True
+            self.plan.stopped_by_budget = self.plan.budget_s is not None and self.plan.epochs < self.plan.max_epochs
+        elif self.first_of_two and done >= max(1, self.plan.epochs // 2):
+            self.model.stop_training = True
+
+    def plan_epochs(self, done: int, now: float) -> int:
+        """Epochs (done included) that fit in what is left of the budget after the evaluation's reserve."""
+        later = self.epoch_s[1:]
+        per_epoch = max(later[-2:]) if later else self.epoch_s[0]
+        left = self.plan.budget_s - (now - self.started) - self.eval_factor * self.val_s
+        more = int(max(0.0, left) // max(per_epoch, 1e-6))
+        return max(done, min(self.plan.max_epochs, done + more))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            for v in self.model.weights:
+                if v.path in self.best_weights:
+                    v.assign(self.best_weights[v.path])

@@ -46,6 +46,9 @@ class TrainJob:
     augment_flip: bool = True
     vgg_weights: str = "none"
     threads: int = 1
+    precision: str = "float32"  # a Keras dtype policy name or "auto" (recognize_me.training.precision)
+    budget_s: float | None = None  # seconds for training + evaluation (None: always max epochs)
+    decoded: Path | None = None  # decoded_cache folder holding every image of splits_csv (None: read JPEGs)
     context: dict[str, Any] = field(default_factory=dict)  # resolved config, fingerprint: saved in config.json
     fault_exit_epoch: int | None = None  # testing only: the process exits hard when this epoch begins
 
@@ -58,33 +61,31 @@ class TrainJob:
         return self.seed + SEED_OFFSETS.get(self.model, 9000)
 
     def cache_key(self) -> str:
-        """What the trained model depends on: data fingerprint and hyperparameters, not where it runs."""
-        import hashlib
-        import json
+        """What the trained model depends on (splits, listed images, hyperparameters), not where it runs."""
+        from recognize_me.cache_keys import train_job_key
 
-        from recognize_me.runs import file_digest
-
-        d = _job_dict(self)
-        for where in ("run_dir", "splits_csv", "threads", "fault_exit_epoch"):
-            d.pop(where)
-        d["data_fingerprint"] = self.context.get("data_fingerprint")
-        d["splits"] = file_digest(Path(self.splits_csv))
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+        return train_job_key(self)
 
 
-def configure_tensorflow(threads: int, seed: int) -> None:
-    """Per-process TF setup: thread pools sized to share the cores, seeds, deterministic ops."""
+def configure_tensorflow(threads: int, seed: int, precision: str = "float32") -> str:
+    """Per-process TF setup: thread pools sized to share the cores, GPU memory growth (when there are
+    GPUs), seeds, deterministic ops, the dtype policy. Returns the policy name in force."""
     import keras
     import tensorflow as tf
+
+    from recognize_me.training.precision import apply_precision
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:
         pass  # a reused worker process already initialised TF with the same settings
     tf.config.experimental.enable_op_determinism()
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    return apply_precision(precision)
 
 
 def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str, ...]) -> dict[str, tuple]:
@@ -97,8 +98,8 @@ def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str,
     return out
 
 
-def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: EpochHook | None,
-               spec, epoch_var) -> list:
+def _callbacks(job: TrainJob, phase: int, plan, offset: int, on_epoch: EpochHook | None,
+               spec, epoch_var, budget=None) -> list:
     import keras
 
     from recognize_me.training.callbacks import (
@@ -113,11 +114,13 @@ def _callbacks(job: TrainJob, phase: int, epochs: int, offset: int, on_epoch: Ep
     cbs = [EpochSeeds(epoch_var, offset),
            keras.callbacks.CSVLogger(str(job.out_dir / f"history.phase{phase}.partial.csv"), append=True),
            AtomicBackupAndRestore(str(job.out_dir / "backup" / f"phase{phase}"))]
+    if budget is not None:
+        cbs.append(budget)  # before the reporter: it reports the plan this epoch made
     if on_epoch is not None:
-        cbs.append(EpochReporter(job.model, epochs, on_epoch, offset=offset))
+        cbs.append(EpochReporter(job.model, plan, on_epoch, offset=offset))
     if job.fault_exit_epoch is not None:
         cbs.append(FaultInjector(job.fault_exit_epoch))
-    return cbs + list(spec.callbacks(_options(job)))
+    return cbs + list(spec.callbacks(_options(job), plan))
 
 
 def _options(job: TrainJob):
@@ -133,44 +136,84 @@ def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
     return [first, epochs - first] if epochs > first else [first]
 
 
+def _datasets(job: TrainJob, data: dict[str, tuple], epoch_var) -> tuple[dict[str, Any], str]:
+    """train (shuffled, flipped, epoch-seeded), val and test datasets; from the decoded array when the job
+    has one, else from the image files. Also says which input was used."""
+    from recognize_me.data.dataset import make_array_dataset, make_dataset
+    from recognize_me.data.decoded_cache import DecodedImages
+
+    common: dict[str, Any] = dict(batch_size=job.batch_size)
+    if job.decoded is not None:
+        cache = DecodedImages.open(job.decoded)
+        if cache.images.shape[1:3] != tuple(job.image_size):
+            raise ValueError(f"{job.decoded}: decoded at {cache.images.shape[1:3]}, job wants {job.image_size}")
+
+        def build(split: str, **kw: Any):
+            return make_array_dataset(cache.images, cache.rows(data[split][2]), data[split][1], **common, **kw)
+        kind = "decoded array"
+    else:
+        common |= dict(image_size=job.image_size, crop=job.crop)
+
+        def build(split: str, **kw: Any):
+            return make_dataset(data[split][0], data[split][1], **common, **kw)
+        kind = "jpeg"
+    train = build("train", shuffle=True, augment_flip=job.augment_flip, seed=job.model_seed, epoch=epoch_var)
+    return {"train": train, "val": build("val"), "test": build("test")}, kind
+
+
 def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any]:
     """Train ``job.model``, evaluate it on val and test, and write its folder. Returns the summary."""
 
     import tensorflow as tf
 
-    from recognize_me.data.dataset import make_dataset
     from recognize_me.evaluation.metrics import binarize, per_attribute_metrics, summarize
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
+    from recognize_me.training.budget import EpochPlan
+    from recognize_me.training.callbacks import TimeBudget
+    from recognize_me.training.seeding import isolated_default_seeds
     from recognize_me.training.thresholds import choose_thresholds
 
     start = time.perf_counter()
-    configure_tensorflow(job.threads, job.model_seed)
+    started = time.monotonic()
+    policy = configure_tensorflow(job.threads, job.model_seed, job.precision)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     spec = get_model_spec(job.model)
     data = load_split_labels(job.splits_csv, job.images_dir, job.attributes)
-    common = dict(image_size=job.image_size, crop=job.crop, batch_size=job.batch_size)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds before each epoch
-    train_ds = make_dataset(data["train"][0], data["train"][1], shuffle=True, augment_flip=job.augment_flip,
-                            seed=job.model_seed, epoch=epoch_var, **common)
-    val_ds = make_dataset(data["val"][0], data["val"][1], **common)
-    model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
-    if spec.class_weighted_loss:
-        model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
-    histories = []
-    phases = _phase_epochs(job.epochs, spec.fine_tune is not None)
+    ds, input_kind = _datasets(job, data, epoch_var)
+    with isolated_default_seeds(job.model_seed):
+        model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
+        if spec.class_weighted_loss:
+            model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate)
+    plan = EpochPlan(max_epochs=job.epochs, budget_s=job.budget_s)
+    n_val, n_test = max(1, len(data["val"][1])), len(data["test"][1])
+    budget = (TimeBudget(plan, started, eval_factor=1.5 + n_test / n_val) if job.budget_s is not None else None)
+    histories: list[pd.DataFrame] = []
+    two_phase = spec.fine_tune is not None
+    # Without a budget the phases' epochs are fixed; with one, each fit's epochs is an upper bound and
+    # TimeBudget ends the first phase at half the plan and the second at the plan.
+    phases = _phase_epochs(job.epochs, two_phase) if budget is None else [job.epochs] * (1 + two_phase)
+    done = 0
     for phase, epochs in enumerate(phases, start=1):
+        if budget is not None:
+            epochs = job.epochs - done
+            if epochs <= 0 or done >= plan.epochs:
+                break
+            budget.offset = done
+            budget.first_of_two = two_phase and phase == 1
         if phase == 2:
-            model = spec.fine_tune(model, _options(job))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
-                  callbacks=_callbacks(job, phase, sum(phases), sum(phases[:phase - 1]), on_epoch, spec,
-                                       epoch_var))
+            with isolated_default_seeds(job.model_seed + phase):
+                model = spec.fine_tune(model, _options(job))
+        model.fit(ds["train"], validation_data=ds["val"], epochs=epochs, verbose=0,
+                  shuffle=False,  # tf.data shuffles; Keras warns when asked to
+                  callbacks=_callbacks(job, phase, plan, done, on_epoch, spec, epoch_var, budget))
         history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
         histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
+        done += len(histories[-1])
     train_time = time.perf_counter() - start
 
-    val_scores = model.predict(val_ds, verbose=0)
-    test_ds = make_dataset(data["test"][0], data["test"][1], **common)
-    test_scores = model.predict(test_ds, verbose=0)
+    val_scores = model.predict(ds["val"], verbose=0)
+    test_scores = model.predict(ds["test"], verbose=0)
     y_val, y_test = data["val"][1], data["test"][1]
     names = list(job.attributes)
     thresholds = (choose_thresholds(y_val, val_scores) if spec.tune_thresholds
@@ -181,12 +224,23 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
         "model": job.model, "status": "completed", "description": spec.description,
         "model_dir": str(job.out_dir),
         "params": int(model.count_params()), "train_time_s": round(train_time, 2),
-        "epochs_run": int(sum(len(h) for h in histories)), "seed": job.model_seed,
+        "epochs_run": done, "epochs_planned": int(plan.epochs), "max_epochs": job.epochs,
+        "budget_s": job.budget_s, "stopped_by_budget": bool(plan.stopped_by_budget),
+        "images_per_s": round(done * len(data["train"][1]) / max(train_time, 1e-9), 1),
+        "precision": policy, "input": input_kind, "seed": job.model_seed,
+        **_weights_note(job),
         "test_images": len(y_test), **summarize(tuned),
         "at_threshold_0_5": summarize(at_half), "per_attribute": tuned.to_dict(orient="records"),
     }
     _write_outputs(job, model, histories, summary, test_scores, data["test"][2])
     return summary
+
+
+def _weights_note(job: TrainJob) -> dict[str, Any]:
+    """For the transfer model: which weights it started from (``none`` = trained from scratch)."""
+    if job.model != "vgg16_finetune":
+        return {}
+    return {"vgg_weights": job.vgg_weights, "trained_from_scratch": job.vgg_weights.strip().lower() == "none"}
 
 
 def _write_outputs(job: TrainJob, model, histories: list[pd.DataFrame], summary: dict[str, Any],

@@ -1,0 +1,160 @@
+"""Decode once: every image of ``splits.csv`` decoded, cropped and resized into one uint8 ``.npy`` file.
+
+The folder ``<cache_root>/<key>/`` holds ``images.npy`` (N, H, W, 3) uint8, ``ids.json`` (the image ids in
+row order) and ``meta.json``. The key is a digest of (data fingerprint, image ids, image size, crop), so a
+change of data, size or crop makes a new folder and an unchanged rerun reuses the old one untouched.
+The folder is written beside (``.tmp-*``) and renamed into place: a reader sees a complete folder or none.
+Several training processes open the same file with ``np.load(mmap_mode="r")`` and share the OS page
+cache instead of holding one copy each. Pixels equal the JPEG path's (``dataset.decode_and_resize``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CACHE_VERSION = 1
+#: Disk and memory kept free beyond the array itself.
+MARGIN_BYTES = 256 * 2**20
+
+
+class DecodedCacheDoesNotFit(RuntimeError):
+    """The array would not fit on disk or in memory; the caller falls back to reading the JPEGs."""
+
+
+@dataclass(frozen=True)
+class DecodedImages:
+    """An opened cache folder: the memory-mapped array and the row of each image id."""
+
+    folder: Path
+    images: np.ndarray  # (N, H, W, 3) uint8, memory-mapped read-only
+    ids: tuple[str, ...]
+
+    @classmethod
+    def open(cls, folder: Path) -> DecodedImages:
+        folder = Path(folder)
+        ids = tuple(json.loads((folder / "ids.json").read_text(encoding="utf-8")))
+        images = np.load(folder / "images.npy", mmap_mode="r")
+        if images.shape[0] != len(ids):
+            raise ValueError(f"{folder}: images.npy has {images.shape[0]} rows but ids.json {len(ids)} ids")
+        return cls(folder, images, ids)
+
+    def rows(self, image_ids: Sequence[str]) -> np.ndarray:
+        """Row numbers of ``image_ids``; ``KeyError`` naming the first id that is not in the cache."""
+        index = {name: i for i, name in enumerate(self.ids)}
+        missing = [i for i in image_ids if i not in index]
+        if missing:
+            raise KeyError(f"{self.folder}: image {missing[0]!r} is not in the decoded cache "
+                           f"({len(missing)} missing)")
+        return np.fromiter((index[i] for i in image_ids), dtype=np.int64, count=len(image_ids))
+
+
+def cache_key(fingerprint: str, image_ids: Sequence[str], image_size: tuple[int, int], crop: str) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "data": fingerprint, "size": list(image_size), "crop": crop})
+             .encode())
+    h.update("\n".join(image_ids).encode())
+    return h.hexdigest()[:32]
+
+
+def array_bytes(n: int, image_size: tuple[int, int]) -> int:
+    return int(n) * int(image_size[0]) * int(image_size[1]) * 3
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` from /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits(size: int, folder: Path, memory: int | None = None, free_disk: int | None = None) -> None:
+    """Raise ``DecodedCacheDoesNotFit`` naming the folder and the sizes when ``size`` bytes do not fit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free_disk = shutil.disk_usage(folder).free if free_disk is None else free_disk
+    memory = available_memory() if memory is None else memory
+    need = size + MARGIN_BYTES
+    mib = 2**20
+    if free_disk < need:
+        raise DecodedCacheDoesNotFit(
+            f"decoded images need {size / mib:.0f} MiB (+{MARGIN_BYTES // mib} MiB margin) but {folder} has "
+            f"{free_disk / mib:.0f} MiB free; training reads the JPEGs instead (free disk space, lower "
+            f"image_size or limit_images, or set decoded_cache=false to skip this check)")
+    if memory is not None and memory < need:
+        raise DecodedCacheDoesNotFit(
+            f"decoded images need {size / mib:.0f} MiB (+{MARGIN_BYTES // mib} MiB margin) but only "
+            f"{memory / mib:.0f} MiB of memory is available; training reads the JPEGs instead (lower "
+            f"image_size or limit_images)")
+
+
+def decode_to_folder(paths: Sequence[str], target: Path, image_size: tuple[int, int], crop: str,
+                     batch: int = 256) -> None:
+    """Decode ``paths`` in order into ``target/images.npy`` (streamed: never the whole array in memory)."""
+    import tensorflow as tf
+
+    from recognize_me.data.dataset import decode_and_resize
+
+    size = tuple(int(s) for s in image_size)
+    out = np.lib.format.open_memmap(target / "images.npy", mode="w+", dtype=np.uint8,
+                                    shape=(len(paths), *size, 3))
+    ds = tf.data.Dataset.from_tensor_slices(list(map(str, paths)))
+    ds = ds.map(lambda p: decode_and_resize(p, size, crop), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True).batch(batch).prefetch(2)
+    row = 0
+    for chunk in ds.as_numpy_iterator():
+        out[row:row + len(chunk)] = chunk
+        row += len(chunk)
+    out.flush()
+    del out
+
+
+def ensure_decoded(cache_root: Path, fingerprint: str, image_ids: Sequence[str], images_dir: Path,
+                   image_size: tuple[int, int], crop: str) -> tuple[Path, bool]:
+    """The cache folder for these images (decoded now unless it already exists) and whether it was reused.
+
+    Raises ``DecodedCacheDoesNotFit`` (before writing anything) when it would not fit.
+    """
+    image_ids = [str(i) for i in image_ids]
+    key = cache_key(fingerprint, image_ids, image_size, crop)
+    cache_root = Path(cache_root).resolve()
+    folder = cache_root / key
+    if (folder / "meta.json").is_file():
+        return folder, True
+    check_fits(array_bytes(len(image_ids), image_size), cache_root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_root))
+    try:
+        decode_to_folder([str(Path(images_dir) / i) for i in image_ids], tmp, image_size, crop)
+        (tmp / "ids.json").write_text(json.dumps(image_ids), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps({
+            "version": CACHE_VERSION, "data_fingerprint": fingerprint, "image_size": list(image_size),
+            "crop": crop, "n": len(image_ids), "images_dir": str(images_dir)}, indent=2), encoding="utf-8")
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process finished the same folder first: keep theirs
+            if not (folder / "meta.json").is_file():
+                raise
+            return folder, True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder, False
+
+
+def decode_splits(splits_csv: Path, cache_root: Path, fingerprint: str, images_dir: Path,
+                  image_size: tuple[int, int], crop: str) -> tuple[Path, bool]:
+    """``ensure_decoded`` for every image of ``splits.csv`` (train, val and test)."""
+    import pandas as pd
+
+    ids = pd.read_csv(splits_csv, dtype={"image_id": str}, usecols=["image_id"])["image_id"].tolist()
+    return ensure_decoded(cache_root, fingerprint, ids, images_dir, image_size, crop)

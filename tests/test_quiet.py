@@ -1,0 +1,40 @@
+"""The quiet console: TensorFlow's start-up lines dropped, everything else kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recognize_me.quiet import drop_startup_lines, quiet_environment
+
+STARTUP = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1796156258.548643    5592 port.cc:153] oneDNN custom operations are on. You may see "
+    "slightly different numerical results. To turn them off, set `TF_ENABLE_ONEDNN_OPTS=0`.\n"
+    "I0000 00:00:1796156264.529335    6043 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n"
+    "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with "
+    "the appropriate compiler flags.\n")
+
+
+def test_startup_lines_dropped_other_lines_kept() -> None:
+    other = "E0000 00:00:1.0 1 op_kernel.cc:1] real error\nsomething else\n"
+    assert drop_startup_lines(STARTUP + other) == other
+
+
+def test_quiet_environment_keeps_what_the_user_set() -> None:
+    env = {"TF_CPP_MIN_LOG_LEVEL": "0"}
+    assert quiet_environment(env) == {"TF_CPP_MIN_LOG_LEVEL": "0", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+@pytest.mark.slow
+def test_tensorflow_import_prints_no_cpp_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = ("from recognize_me.quiet import import_tensorflow_quietly\n"
+            "tf = import_tensorflow_quietly()\nprint(int(tf.reduce_sum(tf.constant([1, 2]))))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3"
+    assert "port.cc" not in proc.stderr and "absl::InitializeLog" not in proc.stderr, proc.stderr
