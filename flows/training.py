@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -76,12 +77,20 @@ def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
     # Dask's start-up INFO lines (addresses, the unasked-for dashboard) stay out of the console;
     # its warnings and errors do not.
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    logging.getLogger("distributed.nanny").addFilter(_no_shutdown_kill_line)
     runner.logger.addFilter(_no_dashboard_line)
+    # the scheduler's HTTP server falls back to a free port when 8787 is taken; nobody asked for it
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
     return runner
 
 
 def _no_dashboard_line(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("The Dask dashboard is available")
+
+
+def _no_shutdown_kill_line(record: logging.LogRecord) -> bool:
+    """At cluster close a worker still finishing its threads is killed after 4 s: routine, not a failure."""
+    return not str(record.msg).startswith("Worker process still alive after")
 
 
 def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int,

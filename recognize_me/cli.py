@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from recognize_me.config import ALL_MODELS, PipelineConfig
 from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 from recognize_me.demo.data import DEMO_IMAGES
-from recognize_me.quiet import import_tensorflow_quietly, quiet_environment
+from recognize_me.quiet import filtered_stderr, import_tensorflow_quietly, quiet_environment
 
 DEMO_DIR = Path("demo-data")
 
@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment()  # before Prefect or TensorFlow is imported; a user's own setting wins
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with filtered_stderr():
+            return args.func(args)
     except ValidationError as err:
         print(f"invalid configuration:\n{err}", file=sys.stderr)
         return 2

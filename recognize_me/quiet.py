@@ -13,7 +13,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from types import ModuleType
 
 #: Defaults set unless the user set them: TensorFlow's C++ log level (warnings and errors still shown
@@ -64,3 +66,32 @@ def import_tensorflow_quietly() -> ModuleType:
                 sys.stderr.write(shown)
                 sys.stderr.flush()
     return tensorflow
+
+
+@contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """For a whole command: file descriptor 2 goes through a pipe whose reader drops TensorFlow's start-up
+    lines and passes every other line on, so an import of TensorFlow anywhere in this process, or in a child
+    process that inherits descriptor 2 (local Dask workers), prints none of them."""
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as source:
+            for line in source:
+                if not STARTUP_LINE.match(line.decode(errors="replace").rstrip("\r\n")):
+                    os.write(real, line)
+
+    reader = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes this process' write end; the reader ends when children close theirs
+        reader.join(timeout=5)
+        if not reader.is_alive():
+            os.close(real)

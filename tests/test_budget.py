@@ -205,3 +205,21 @@ def test_budgeted_train_one_stops_by_budget_and_says_so(tmp_path: Path) -> None:
         __import__("pandas").read_csv(tmp_path / "run" / "models" / "vgg16_finetune" / "history.csv")["phase"]
         .tolist()))
     assert history == [1, 2]
+
+
+def test_report_notes_say_budget_stops_overruns_and_vgg_from_scratch() -> None:
+    from recognize_me.evaluation.report import LEADERBOARD_COLUMNS, training_notes
+
+    assert {"epochs_run", "epochs_planned", "stopped_by_budget"} <= set(LEADERBOARD_COLUMNS)
+    notes = training_notes([
+        {"model": "resnet", "stopped_by_budget": True, "budget_s": 100.0, "epochs_run": 1, "max_epochs": 9,
+         "train_time_s": 250.0},
+        {"model": "cnn_scheduled", "stopped_by_budget": True, "budget_s": 100.0, "epochs_run": 4,
+         "max_epochs": 9, "train_time_s": 90.0},
+        {"model": "vgg16_finetune", "trained_from_scratch": True},
+        {"model": "baseline_cnn", "stopped_by_budget": False}])
+    assert len(notes) == 4
+    assert "resnet: stopped by the time budget (100.0 s) after 1 of at most 9 epochs" in notes[0]
+    assert notes[1].startswith("resnet: its training (250.0 s) overran")
+    assert notes[2].startswith("cnn_scheduled: stopped by the time budget")
+    assert "trained from scratch" in notes[3] and "--vgg-weights" in notes[3]

@@ -55,7 +55,8 @@ def test_train_key_ignores_where_it_runs_and_sees_labels_and_listed_images(tmp_p
     job = TrainJob(model="baseline_cnn", run_dir=tmp_path / "r1", splits_csv=splits, images_dir=images,
                    attributes=("Male",), context={"data_fingerprint": "a", "pipeline_config": {"me_dir": "x"}})
     key = train_job_key(job)
-    assert train_job_key(replace(job, run_dir=tmp_path / "r2", threads=2, context={"data_fingerprint": "b"})) == key
+    assert train_job_key(replace(job, run_dir=tmp_path / "r2", threads=2, context={"data_fingerprint": "b"},
+                                 decoded=tmp_path)) == key  # the decoded-image cache folder is where, not what
     assert train_job_key(replace(job, epochs=9)) != key
     (images / "3.jpg").write_bytes(b"not listed: not read")
     assert train_job_key(job) == key

@@ -30,7 +30,7 @@ def test_demo_console_has_no_traceback_and_no_tensorflow_cpp_line(tmp_path):
     assert proc.returncode == 0, out[-4000:]
     assert "Traceback" not in out, out[-4000:]
     assert not TF_CPP_LINE.search(out), TF_CPP_LINE.search(out).group(0)
-    assert "shuffle=True" not in out and "dashboard" not in out.lower()
+    assert "shuffle=True" not in out and "dashboard" not in out.lower() and "still alive" not in out
     assert "best model:" in out and "recognize-me report:" in out
     for model in ("baseline_cnn", "cnn_scheduled"):
         for epoch in (1, 2):

@@ -38,3 +38,17 @@ def test_tensorflow_import_prints_no_cpp_line() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "3"
     assert "port.cc" not in proc.stderr and "absl::InitializeLog" not in proc.stderr, proc.stderr
+
+
+def test_filtered_stderr_drops_startup_lines_of_this_process_and_its_children() -> None:
+    code = ("import os, subprocess, sys\n"
+            "from recognize_me.quiet import filtered_stderr\n"
+            "with filtered_stderr():\n"
+            "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+            "    print('kept from python', file=sys.stderr)\n"
+            "    subprocess.run([sys.executable, '-c', \"import os; os.write(2, b'I0000 00:00:1.5 7 port.cc:153] "
+            "oneDNN custom operations are on.\\\\nchild line\\\\n')\"], check=True)\n"
+            "print('after', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["kept from python", "child line", "after"]

@@ -92,6 +92,9 @@ def training_notes(outcomes: list[dict[str, Any]]) -> list[str]:
             notes.append(f"{o['model']}: stopped by the time budget ({o.get('budget_s')} s) after "
                          f"{o.get('epochs_run')} of at most {o.get('max_epochs')} epochs; its best epoch by "
                          f"val_loss is kept.")
+            if (o.get("train_time_s") or 0) > (o.get("budget_s") or float("inf")):
+                notes.append(f"{o['model']}: its training ({o['train_time_s']} s) overran its budget: one epoch "
+                             f"is the minimum; give more time_budget_min, a smaller image_size or fewer models.")
         if o.get("trained_from_scratch"):
             notes.append(f"{o['model']}: trained from scratch (no ImageNet weights: vgg_weights=none); it "
                          f"had a smaller share of the time budget. Supply the weights with --vgg-weights.")
