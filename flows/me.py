@@ -1,4 +1,4 @@
-"""Subflow of train-all: transfer the CelebA model to "is this me?" by feature extraction and fine tuning."""
+"""Subflow of train-all: transfer the CelebA model to "is this me?" by every configured strategy, side by side."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prefect import flow
 from flows.training import run_transfer_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.me.photo_set import photo_test_set_digest
-from recognize_me.me.plan import pick_base_model, plan_transfer_jobs
+from recognize_me.me.plan import pick_base_model, plan_transfer_jobs, skipped_strategies
 from recognize_me.me.report import best_transfer_dir
 from recognize_me.training.plan import threads_per_worker, worker_count
 from tasks.me import publish_me_report
@@ -26,8 +26,12 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
         print("no CelebA model completed: nothing to transfer from")
         return None
     n_workers = worker_count(config, 2)
-    jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers))
-    results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh)
+    skipped = skipped_strategies(config)
+    for row in skipped:
+        print(row["error"])
+    jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers),
+                              skip=tuple(r["strategy"] for r in skipped))
+    results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh) + skipped
     report = publish_me_report(run_dir, results)
     best = best_transfer_dir(results)
     if best is not None:

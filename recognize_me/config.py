@@ -79,6 +79,20 @@ class PipelineConfig(BaseModel):
     me_min_photos: int = Field(10, ge=1, description="Fewer usable 'me' photos fail the photo checks.")
     me_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     celeba_others: int = Field(300, ge=1, description="'Other' photos sampled from CelebA when no others_dir.")
+    me_strategies: list[Literal["feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"]] = Field(
+        default_factory=lambda: ["feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"],
+        description="'Is this me?' strategies trained side by side; reference_dlib (optional extra "
+        "'reference') is skipped with a message when face_recognition is not installed, and never promoted.")
+    me_features: Literal["auto", "embedding", "gap", "concat", "spatial"] = Field(
+        "auto", description="feature_extraction reads the base's 'embedding' layer, its 'gap' pooling, both "
+        "(concat), or the flattened map 'gap' pools (spatial); auto = embedding when the base has one, else "
+        "spatial. L2-normalised, flip-averaged, into a logistic regression.")
+    me_fill: Literal["face_box", "replicate", "reflect"] = Field(
+        "face_box", description="How aligned photos fill CelebA's 178x218 frame: face_box keeps only the "
+        "template's face box and replicates its border (every photo alike); replicate/reflect fill only "
+        "what lies outside the photo.")
+    me_strangers: int = Field(100, ge=0, description="CelebA test-partition photos (people in no training "
+                              "split) scored as 'strangers' against the test 'me' photos; 0 = none.")
 
     # --- output ------------------------------------------------------------------------------
     output_root: Path = Path("artifacts")

@@ -14,6 +14,7 @@ from recognize_me.cache_keys import tree_signature
 from recognize_me.config import PipelineConfig
 from recognize_me.data.check_report import DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
+from recognize_me.me.align import FaceAligner
 from recognize_me.me.photo_set import prepare_photos
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
@@ -34,17 +35,21 @@ def _photo_folders_key(context, parameters) -> str:
 
 @task(name="prepare-me-photos", cache_key_fn=_photo_folders_key, persist_result=True)
 def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path) -> Path:
-    """Scan, face-crop, split and check the user's photos; "others" default to a CelebA train sample."""
-    train_ids = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype={"image_id": str})
-    celeba = [Path(images_dir) / i for i in train_ids.loc[train_ids["split"] == "train", "image_id"]]
+    """Scan, align, split and check the user's photos; "others" default to a CelebA train sample, strangers
+    come from CelebA's test partition (identities disjoint from train)."""
+    ids = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype={"image_id": str})
+    celeba, strangers = ([Path(images_dir) / i for i in ids.loc[ids["split"] == split, "image_id"]]
+                         for split in ("train", "test"))
     photos = prepare_photos(config.me_dir, config.others_dir, Path(run_dir) / "photos", seed=config.seed,
                             fractions=config.me_split_fractions, celeba_images=celeba,
-                            celeba_others=config.celeba_others)
+                            celeba_others=config.celeba_others, cropper=FaceAligner(fill=config.me_fill),
+                            stranger_images=strangers, n_strangers=config.me_strangers)
     report = check_photos(photos.to_manifest(), min_me=config.me_min_photos,
                           docs_dir=Path(run_dir) / "data_docs")
     rejected = "\n".join(f"- `{r.path.name}`: {r.reason}" for r in photos.rejected[:20]) or "none"
     create_markdown_artifact(f"{report.to_markdown()}\n\n## Rejected photos ({len(photos.rejected)})\n\n"
-                             f"{rejected}\n\n## Photos per split\n\n{photos.counts()}\n",
+                             f"{rejected}\n\n## Photos per split\n\n{photos.counts()}\n\n## Face found by\n\n"
+                             f"{photos.table['detector'].value_counts().to_dict()}\n",
                              key=PHOTO_CHECKS_KEY, description="photo checks")
     logger = get_run_logger()
     logger.info("photos per split %s; %d rejected", photos.counts(), len(photos.rejected))
@@ -60,7 +65,7 @@ def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, i
 def publish_me_report(run_dir: Path, results: list[dict[str, Any]]) -> Path:
     report = build_me_report(run_dir, results)
     create_table_artifact(report.rows, key="recognize-me-metrics",
-                          description="is this me? feature extraction vs fine tuning (test split)")
+                          description="is this me? every strategy side by side (test split, strangers)")
     create_link_artifact(report.html_path.resolve().as_uri(), link_text="me_report.html", key="me-report")
     get_run_logger().info("recognize-me report written to %s", report.html_path)
     return report.html_path

@@ -351,10 +351,10 @@ class _EveryImageIsAFace:
     """A stand-in face cropper that frames every photo, so folder-size cases need no detectable face."""
 
     def crop(self, img: Image.Image):
-        from recognize_me.me.facecrop import REASON_FOUND, CropResult
+        from recognize_me.me.align import REASON_FOUND, AlignResult
 
-        return CropResult(image=img.convert("RGB").resize((178, 218)), box=(0, 0, 10, 10), n_faces=1,
-                          reason=REASON_FOUND)
+        return AlignResult(image=img.convert("RGB").resize((178, 218)), box=(0, 0, 10, 10), n_faces=1,
+                           reason=REASON_FOUND, detector="stub", confidence=1.0)
 
 
 def _photo_folder(folder: Path, n: int, start: int = 0) -> Path:
@@ -395,7 +395,7 @@ def test_me_photo_without_a_face_is_rejected_with_a_reason(tmp_path: Path) -> No
     Image.new("RGB", (200, 200), "white").save(me / "blank.png")
     write_broken_image(me / "broken.jpg", "truncated")
     others = _photo_folder(tmp_path / "others", 1)
-    photos = prepare_photos(me, others, tmp_path / "out", seed=0)  # the real Haar-cascade cropper
+    photos = prepare_photos(me, others, tmp_path / "out", seed=0)  # the real MTCNN aligner
     reasons = {r.path.name: r.reason for r in photos.rejected}
     assert reasons["blank.png"] == "no face found"
     assert reasons["broken.jpg"].startswith("cannot decode image")

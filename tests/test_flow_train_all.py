@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -100,25 +101,30 @@ def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, d
     assert (refreshed / "data_docs").is_dir() and not (second / "data_docs").exists()
 
 
-def test_recognize_me_stage_trains_both_transfer_models(prefect_server, demo_data, tmp_path, capsys):
+def test_recognize_me_stage_trains_every_strategy_side_by_side(prefect_server, demo_data, tmp_path, capsys):
     from flows.train_all import train_all
     from recognize_me.registry import ModelRegistry
 
     config = _config(demo_data, tmp_path, models=["cnn_scheduled"], epochs=1, me_dir=demo_data / "me",
                      others_dir=demo_data / "others", me_epochs=2, me_min_photos=4, n_workers=2)
     run_dir = Path(train_all(config=config)).parent
-    for strategy in ("feature_extraction", "fine_tuning"):
+    for strategy in ("feature_extraction", "fine_tuning", "from_scratch"):
         metrics = json.loads((run_dir / "me" / strategy / "metrics.json").read_text())
         assert metrics["status"] == "completed"
         assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_photos"] > 0
+        assert metrics["strangers_photos"] > 0 and 0.0 <= metrics["strangers_roc_auc"] <= 1.0
         assert (run_dir / "me" / strategy / "model.keras").is_file()
-    assert "feature_extraction" in (run_dir / "me_report.html").read_text()
+    report = (run_dir / "me_report.html").read_text()
+    assert all(s in report for s in ("feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"))
+    assert "ROC curves (strangers)" in report and "recall_at_1pct_far" in report
+    photos = pd.read_csv(run_dir / "photos" / "photos.csv")
+    assert set(photos["detector"]) <= {"mtcnn", "mtcnn_padded", "celeba_frame"}  # every photo aligned
     assert ModelRegistry(tmp_path / "registry").champion("recognize_me") is not None
     assert {"recognize-me-metrics", "photo-checks", "promotion-recognize-me"} <= _artifact_keys()
 
     from recognize_me.cli import main
 
-    me_photo = sorted((demo_data / "me").iterdir())[0]
+    me_photo = Path(photos.loc[(photos["label"] == "me") & photos["detector"].str.startswith("mtcnn"), "path"].iloc[0])
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(blank)
     capsys.readouterr()

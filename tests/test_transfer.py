@@ -1,4 +1,4 @@
-"""recognize_me.me.transfer (feature extraction, fine tuning) and recognize_me.me.report.
+"""recognize_me.me.transfer (feature extraction, fine tuning, from scratch, reference) and recognize_me.me.report.
 
 The CelebA base is an untrained ``baseline_cnn`` (32x32 inputs, 40 outputs) saved like a run's model
 folder; the photos are demo_data's synthetic faces. Training is 2 epochs on ~24 images.
@@ -32,7 +32,9 @@ SIZE = (32, 32)
 METRIC_KEYS = {"strategy", "status", "threshold", "accuracy", "balanced_accuracy", "precision", "recall", "f1",
                "roc_auc", "val_f1", "val_roc_auc", "confusion_matrix", "confusion_matrix_labels", "counts",
                "test_photos", "class_weight", "unfrozen_layers", "epochs_run", "params", "train_time_s", "seed",
-               "base_model", "image_size", "crop", "out_dir"}
+               "base_model", "image_size", "crop", "out_dir", "promotable", "recall_at_1pct_far",
+               "strangers_photos"}
+FEATURE_KEYS = {"logreg_C", "feature_dim", "features"}
 
 
 def _save_base(folder: Path, name: str = "baseline_cnn") -> Path:
@@ -69,7 +71,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     seed = _balanced_seed(demo.me_dir, demo.others_dir, fractions)
     photos = prepare_photos(demo.me_dir, demo.others_dir, root / "photos", seed=seed, fractions=fractions)
     counts = photos.counts()
-    assert all(min(c.values()) >= 2 for c in counts.values()), counts  # every synthetic face was found
+    assert all(min(c.values()) >= 2 for c in counts.values()), counts  # MTCNN found the drawn faces
     return {"root": root, "photos_csv": root / "photos" / "photos.csv",
             "base": _save_base(root / "run" / "models" / "baseline_cnn")}
 
@@ -164,8 +166,10 @@ def test_outputs_and_metrics(setup: dict[str, Path], trained: dict) -> None:
     for strategy in ("feature_extraction", "fine_tuning"):
         result = trained[strategy]
         out = Path(result["out_dir"])
-        assert set(result) == METRIC_KEYS and result["strategy"] == strategy
-        for name in ("model.keras", "metrics.json", "config.json", "history.csv", "predictions_test.csv"):
+        extra = FEATURE_KEYS if strategy == "feature_extraction" else set()
+        assert set(result) == METRIC_KEYS | extra and result["strategy"] == strategy
+        files = ["model.keras", "metrics.json", "config.json", "predictions_test.csv"]
+        for name in files + (["history.csv"] if strategy == "fine_tuning" else []):
             assert (out / name).is_file(), name
         assert json.loads((out / "metrics.json").read_text())["f1"] == result["f1"]
         n_test = int((table["split"] == "test").sum())
@@ -181,11 +185,13 @@ def test_outputs_and_metrics(setup: dict[str, Path], trained: dict) -> None:
         assert list(preds.columns) == ["path", "crop_path", "label", "score", "predicted"]
         assert len(preds) == n_test
         assert ((preds["score"] >= result["threshold"]) == (preds["predicted"] == "me")).all()
-        history = pd.read_csv(out / "history.csv")
-        assert history["epoch"].tolist() == [1, 2] and "val_loss" in history
-        assert result["epochs_run"] == 2
-    assert pd.read_csv(Path(trained["fine_tuning"]["out_dir"]) / "history.csv")["phase"].tolist() == [1, 2]
-    assert trained["epochs_seen"]["feature_extraction"] == [(1, 2, True), (2, 2, True)]
+        assert result["promotable"] and result["strangers_photos"] == 0
+    history = pd.read_csv(Path(trained["fine_tuning"]["out_dir"]) / "history.csv")
+    assert history["epoch"].tolist() == [1, 2] and "val_loss" in history and history["phase"].tolist() == [1, 2]
+    assert trained["fine_tuning"]["epochs_run"] == 2
+    # feature extraction fits a logistic regression (no Keras epochs); C was chosen among the grid
+    assert trained["epochs_seen"]["feature_extraction"] == [] and trained["feature_extraction"]["epochs_run"] == 0
+    assert trained["feature_extraction"]["logreg_C"] in (0.1, 1.0, 10.0, 100.0)
     assert trained["epochs_seen"]["fine_tuning"] == [(1, 2, True), (2, 2, True)]
 
 
@@ -199,7 +205,11 @@ def test_feature_extraction_leaves_the_base_unchanged(setup: dict[str, Path], tr
         for a, b in zip(weights, base[name], strict=True):
             np.testing.assert_array_equal(a, b, err_msg=name)
     assert trained["feature_extraction"]["unfrozen_layers"] == []
-    assert model.get_layer("is_me").get_weights()[0].shape == (256, 1)
+    dim = trained["feature_extraction"]["feature_dim"]  # auto without an embedding layer: the spatial map
+    assert model.get_layer("is_me").get_weights()[0].shape == (dim, 1) and dim % 256 == 0 and dim > 256
+    # the saved model scores a photo and its mirror image alike (flip averaging inside the model)
+    x = np.random.default_rng(0).random((3, *SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -227,7 +237,7 @@ def test_same_seed_same_result(setup: dict[str, Path], trained: dict) -> None:
 
 @pytest.mark.slow
 def test_me_report(setup: dict[str, Path], trained: dict) -> None:
-    from recognize_me.me.report import build_me_report
+    from recognize_me.me.report import build_me_report, selection_key
 
     run_dir = setup["root"] / "run"
     failed = {"strategy": "broken", "status": "failed", "error": "boom"}
@@ -236,8 +246,11 @@ def test_me_report(setup: dict[str, Path], trained: dict) -> None:
     text = report.html_path.read_text()
     assert "feature_extraction" in text and "fine_tuning" in text and "failed: boom" in text
     assert [r["strategy"] for r in report.rows][-1] == "broken"
-    assert [r["f1"] for r in report.rows[:2]] == sorted([trained[s]["f1"] for s in
-                                                         ("feature_extraction", "fine_tuning")], reverse=True)
+    # ranked on validation (never test); the champion is the first promotable one
+    keys = [selection_key(trained[r["strategy"]]) for r in report.rows[:2]]
+    assert keys == sorted(keys, reverse=True)
+    assert report.rows[0]["champion"] == "yes" and report.rows[1]["champion"] == ""
+    assert "recall_at_1pct_far" in report.rows[0] and "strangers_roc_auc" in report.rows[0]
     assert "ROC curves (test)" in report.figures
     assert sum("confusion matrix" in t for t in report.figures) == 2
     for path in report.figures.values():
@@ -252,3 +265,71 @@ def test_from_scratch_baseline_starts_without_celeba_weights(setup: dict[str, Pa
     conv = next(n for n in trained_features if "conv" in n)
     assert not np.allclose(trained_features[conv][0], base[conv][0])
     assert result["status"] == "completed" and result["strategy"] == "from_scratch"
+
+
+# --- pieces of the feature-extraction and reference strategies -----------------------------------
+
+def test_recall_at_far_and_logistic_choice_on_validation() -> None:
+    from recognize_me.me.transfer import fit_logistic, recall_at_far
+
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.4, 0.3, 0.5, 0.2, 0.1, 0.1, 0.05, 0.0])
+    assert recall_at_far(y, scores, far=0.0) == 0.5  # above the best "other" (0.5): 2 of 4
+    assert recall_at_far(y, scores, far=0.2) == 1.0
+    assert recall_at_far(np.ones(3), np.ones(3)) is None
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    labels = (x[:, 0] > 0).astype(int)
+    clf, c = fit_logistic(x[:40], labels[:40], x[40:], labels[40:], seed=0)
+    assert c in (0.1, 1.0, 10.0, 100.0) and (clf.predict(x[40:]) == labels[40:]).mean() >= 0.9
+    _, c_default = fit_logistic(x[:40], labels[:40], x[40:41], labels[40:41], seed=0)  # one class in val
+    assert c_default == 1.0
+
+
+def test_features_come_from_embedding_or_gap_by_name() -> None:
+    from recognize_me.me.transfer import named_feature_outputs
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    gap = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    emb = keras.layers.Dense(6, name="embedding")(gap)
+    model = keras.Model(inputs, keras.layers.Dense(40, activation="sigmoid")(emb))
+    assert [t.shape[-1] for t in named_feature_outputs(model, "auto")] == [6]
+    assert [t.shape[-1] for t in named_feature_outputs(model, "gap")] == [4]
+    assert [t.shape[-1] for t in named_feature_outputs(model, "concat")] == [6, 4]
+    assert [t.shape[-1] for t in named_feature_outputs(model, "spatial")] == [6 * 6 * 4]
+    plain = keras.Model(inputs, keras.layers.Dense(40)(gap))
+    assert [t.shape[-1] for t in named_feature_outputs(plain, "auto")] == [6 * 6 * 4]  # spatial
+    with pytest.raises(ValueError, match="embedding"):
+        named_feature_outputs(plain, "embedding")
+
+
+def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from recognize_me.config import PipelineConfig
+    from recognize_me.me.plan import plan_transfer_jobs, skipped_strategies
+
+    real_import = builtins.__import__
+
+    def no_face_recognition(name, *args, **kwargs):
+        if name.startswith("face_recognition"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_face_recognition)
+    config = PipelineConfig(celeba_dir=Path("celeba"))
+    skipped = skipped_strategies(config)
+    assert [r["strategy"] for r in skipped] == ["reference_dlib"] and skipped[0]["status"] == "skipped"
+    assert "pip install" in skipped[0]["error"]
+    jobs = plan_transfer_jobs(config, Path("run"), Path("photos.csv"), Path("base.keras"), threads=1,
+                              skip=tuple(r["strategy"] for r in skipped))
+    assert [j.strategy for j in jobs] == ["feature_extraction", "fine_tuning", "from_scratch"]
+    from recognize_me.me.report import best_transfer_dir
+
+    reference = {"strategy": "reference_dlib", "status": "completed", "promotable": False, "out_dir": "r",
+                 "val_roc_auc": 1.0, "val_f1": 1.0}
+    ours = {"strategy": "feature_extraction", "status": "completed", "out_dir": "f", "val_roc_auc": 0.9,
+            "val_f1": 0.8}
+    assert best_transfer_dir([reference, ours, *skipped]) == Path("f")  # the reference is never promoted

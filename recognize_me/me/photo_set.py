@@ -1,9 +1,11 @@
-"""Prepare the user's photo set for the "is this me?" model: scan, face-crop, hash and split.
+"""Prepare the user's photo set for the "is this me?" model: scan, align, hash and split.
 
-``prepare_photos`` turns ``me/`` (label "me") and ``others/`` (label "other") into CelebA-framed
-178x218 PNG crops under ``out_dir/crops/`` plus a table saying which split each photo belongs to.
-When there is no ``others/`` folder, the "other" photos are a seeded sample of CelebA's aligned images
-(already framed like the crops, so they are used as they are, never copied).
+``prepare_photos`` turns ``me/`` (label "me") and ``others/`` (label "other") into CelebA-aligned
+178x218 PNG crops under ``out_dir/crops/`` (``align.FaceAligner``: MTCNN landmarks onto CelebA's
+template) plus a table saying which split each photo belongs to and which detector found its face.
+When there is no ``others/`` folder, the "other" photos are a seeded sample of CelebA's aligned images,
+aligned again by the same aligner so every photo is framed and filled identically.
+Optional "strangers" (split ``strangers``): photos of people in no training split, scored apart.
 
 Pure core: no Prefect, no import-time side effects. Every file is written atomically.
 """
@@ -18,14 +20,15 @@ from pathlib import Path
 import pandas as pd
 
 from recognize_me.fileio import write_with
-from recognize_me.me.facecrop import CELEBA_FRAME_SIZE, REASON_NO_FACE, FaceCropper
+from recognize_me.me.align import REASON_NO_FACE, FaceAligner
 from recognize_me.me.photos import Photo, Rejected, check_photo, load_rgb, scan_photos
 from recognize_me.me.splits import assign_splits
 
 ME_LABEL = "me"
 OTHER_LABEL = "other"
 PHOTO_COLUMNS: tuple[str, ...] = ("path", "crop_path", "label", "sha256", "split", "width", "height",
-                                  "decodable")
+                                  "decodable", "detector", "confidence")
+STRANGERS_SPLIT = "strangers"
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "split", "decodable", "width", "height",
                                      "crop_path")
 REJECTED_COLUMNS: tuple[str, ...] = ("path", "label", "reason")
@@ -49,9 +52,11 @@ class PhotoSet:
         return self.table.loc[:, list(MANIFEST_COLUMNS)].copy()
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """{split: {label: number of photos}} for every split and label (zeros included)."""
+        """{split: {label: number of photos}} for every split and label (zeros included); ``strangers``
+        only when there are any."""
         out: dict[str, dict[str, int]] = {}
-        for split in ("train", "val", "test"):
+        splits = ["train", "val", "test"] + ([STRANGERS_SPLIT] if (self.table["split"] == STRANGERS_SPLIT).any() else [])
+        for split in splits:
             rows = self.table[self.table["split"] == split]
             out[split] = {label: int((rows["label"] == label).sum()) for label in (ME_LABEL, OTHER_LABEL)}
         return out
@@ -66,9 +71,13 @@ def _sample_celeba(images: Sequence[Path], n: int, seed: int) -> list[Path]:
     return sorted(chosen, key=lambda p: p.parts)
 
 
-def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceCropper,
-                done: dict[str, Path | str]) -> Path | str:
-    """Write the CelebA-framed crop of ``photo``; return its path, or the reason there is none.
+Aligned = tuple[Path, str | None, float | None]  # crop path, detector, confidence
+
+
+def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceAligner,
+                done: dict[str, Aligned | str]) -> Aligned | str:
+    """Write the CelebA-aligned crop of ``photo``; return (its path, detector, confidence), or the reason
+    there is none.
 
     ``done`` caches results by content hash, so copies of one picture are detected once.
     """
@@ -78,7 +87,7 @@ def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceCropper,
     try:
         image = load_rgb(photo.path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a rejection, never a crash
-        result: Path | str = f"cannot decode image: {exc}"
+        result: Aligned | str = f"cannot decode image: {exc}"
     else:
         crop = cropper.crop(image)
         if crop.image is None:
@@ -87,7 +96,7 @@ def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceCropper,
             target = crops_dir / f"{key[:16]}.png"
             framed = crop.image
             write_with(target, lambda p: framed.save(p, format="PNG"), suffix=".png")
-            result = target
+            result = (target, getattr(crop, "detector", None), getattr(crop, "confidence", None))
     done[key] = result
     return result
 
@@ -95,55 +104,71 @@ def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceCropper,
 def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed: int,
                    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                    celeba_images: Sequence[Path] = (), celeba_others: int = 200,
-                   cropper: FaceCropper | None = None) -> PhotoSet:
-    """Scan, face-crop and split the photos; write ``photos.csv``, ``rejected.csv`` and ``crops/``.
+                   cropper: FaceAligner | None = None, strangers_dir: Path | None = None,
+                   stranger_images: Sequence[Path] = (), n_strangers: int = 0) -> PhotoSet:
+    """Scan, align and split the photos; write ``photos.csv``, ``rejected.csv`` and ``crops/``.
 
     - ``me_dir`` (label "me") and ``others_dir`` (label "other") are scanned recursively with
       ``photos.scan_photos``; undecodable and unsupported files are rejected with its reason.
-    - Every photo from those folders is face-cropped (``FaceCropper``, CelebA framing 178x218) into
-      ``out_dir/crops/<sha256[:16]>.png``; a photo without a detectable face is rejected
-      ("no face found").
     - With ``others_dir=None`` the "other" photos are ``celeba_others`` paths sampled (seeded) from
-      ``celeba_images``: already CelebA-framed, so ``crop_path`` is the image itself; they are still
-      decoded and hashed. ``ValueError`` if neither source of "other" photos is given.
+      ``celeba_images``. ``ValueError`` if neither source of "other" photos is given.
+    - Every photo, CelebA ones included, is aligned by ``cropper`` (default ``FaceAligner()``) into
+      ``out_dir/crops/<sha256[:16]>.png``; ``detector`` and ``confidence`` say what found the face. A
+      photo without a detectable face is rejected with the reason ("no face found").
     - Splits: ``photo_splits.assign_splits`` on the hash of the original file, so a photo keeps its
       split across runs and copies share one.
+    - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
+      ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split,
+      e.g. CelebA's test partition, whose identities are disjoint from its train partition). A stranger
+      whose content is already in another split is left out.
     """
     out_dir = Path(out_dir)
-    cropper = cropper or FaceCropper(size=CELEBA_FRAME_SIZE)
+    cropper = cropper or FaceAligner()
     crops_dir = out_dir / CROPS_DIR
     if others_dir is None and (not celeba_images or celeba_others < 1):
         raise ValueError("no 'other' photos: give others_dir, or celeba_images with celeba_others >= 1")
 
-    me_photos, me_rejected = scan_photos(Path(me_dir), ME_LABEL)
-    rejected_rows: list[tuple[Rejected, str]] = [(r, ME_LABEL) for r in me_rejected]
-    to_crop: list[Photo] = list(me_photos)
-    framed: list[tuple[Photo, Path]] = []
-    if others_dir is not None:
-        other_photos, other_rejected = scan_photos(Path(others_dir), OTHER_LABEL)
-        rejected_rows += [(r, OTHER_LABEL) for r in other_rejected]
-        to_crop += other_photos
-    else:
-        for path in _sample_celeba(celeba_images, celeba_others, seed):
-            checked = check_photo(path, OTHER_LABEL)
+    def scan(folder: Path | None, label: str, sample: Sequence[Path], n: int) -> list[Photo]:
+        found: list[Photo] = []
+        if folder is not None:
+            photos, bad = scan_photos(Path(folder), label)
+            rejected_rows.extend((r, label) for r in bad)
+            found += photos
+        for path in (_sample_celeba(sample, n, seed) if sample and n > 0 else []):
+            checked = check_photo(path, label)
             if isinstance(checked, Photo):
-                framed.append((checked, path))
+                found.append(checked)
             else:
-                rejected_rows.append((checked, OTHER_LABEL))
+                rejected_rows.append((checked, label))
+        return found
 
-    done: dict[str, Path | str] = {}
-    kept: list[tuple[Photo, Path]] = []
-    for photo in to_crop:
-        result = _crop_photo(photo, crops_dir, cropper, done)
-        if isinstance(result, Path):
-            kept.append((photo, result))
-        else:
-            rejected_rows.append((Rejected(photo.path, result), photo.label))
-    kept += framed
+    def align_all(photos: list[Photo]) -> list[tuple[Photo, Aligned]]:
+        kept = []
+        for photo in photos:
+            result = _crop_photo(photo, crops_dir, cropper, done)
+            if isinstance(result, tuple):
+                kept.append((photo, result))
+            else:
+                rejected_rows.append((Rejected(photo.path, result), photo.label))
+        return kept
 
+    rejected_rows: list[tuple[Rejected, str]] = []
+    done: dict[str, Aligned | str] = {}
+    me_photos = scan(Path(me_dir), ME_LABEL, (), 0)
+    others = scan(others_dir, OTHER_LABEL, celeba_images if others_dir is None else (), celeba_others)
+    kept = align_all(me_photos + others)
     splits = assign_splits([p for p, _ in kept], seed=seed, fractions=fractions, positive_label=ME_LABEL)
-    splits.insert(1, "crop_path", [str(c) for _, c in kept])
+    used = {p.sha256.lower() for p, _ in kept}
+    strangers = [(p, a) for p, a in align_all(scan(strangers_dir, OTHER_LABEL, stranger_images, n_strangers))
+                 if p.sha256.lower() not in used]
+    if strangers:
+        extra = assign_splits([p for p, _ in strangers], seed=seed, fractions=fractions, positive_label=ME_LABEL)
+        splits = pd.concat([splits, extra.assign(split=STRANGERS_SPLIT)], ignore_index=True)
+        kept += strangers
+    splits.insert(1, "crop_path", [str(a[0]) for _, a in kept])
     splits["decodable"] = True
+    splits["detector"] = [a[1] for _, a in kept]
+    splits["confidence"] = [a[2] for _, a in kept]
     table = splits.loc[:, list(PHOTO_COLUMNS)].reset_index(drop=True)
 
     rejected_rows.sort(key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
@@ -158,7 +183,7 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
 def load_photo_table(photos_csv: Path) -> pd.DataFrame:
     """Read a ``photos.csv`` written by :func:`prepare_photos` (strings kept as strings)."""
     return pd.read_csv(photos_csv, dtype={"path": str, "crop_path": str, "label": str, "sha256": str,
-                                          "split": str})
+                                          "split": str, "detector": str})
 
 
 def photo_test_set_digest(photos_csv: Path) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from recognize_me.config import PipelineConfig
-from recognize_me.me.transfer import TransferJob
+from recognize_me.me.transfer import REFERENCE_STRATEGY, TransferJob
 
 
 def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Path) -> Path | None:
@@ -20,11 +20,20 @@ def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Pat
     return model_folder(run_dir, chosen) / "model.keras"
 
 
+def skipped_strategies(config: PipelineConfig) -> list[dict[str, Any]]:
+    """Rows (strategy, status "skipped", error = why) for configured strategies that cannot run here."""
+    from recognize_me.me.reference import reference_missing
+
+    missing = reference_missing() if REFERENCE_STRATEGY in config.me_strategies else None
+    return [{"strategy": REFERENCE_STRATEGY, "status": "skipped", "error": missing}] if missing else []
+
+
 def plan_transfer_jobs(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path,
-                       threads: int) -> list[TransferJob]:
-    """Feature extraction and fine tuning from the same CelebA model, into ``<run>/me/<strategy>/``."""
+                       threads: int, skip: tuple[str, ...] = ()) -> list[TransferJob]:
+    """One job per ``config.me_strategies`` (except ``skip``), all from the same CelebA model, into
+    ``<run>/me/<strategy>/``."""
     return [TransferJob(strategy=strategy, base_model_path=Path(base_model), photos_csv=Path(photos_csv),
                         out_dir=Path(run_dir) / "me" / strategy, image_size=config.image_size, crop=config.crop,
                         epochs=config.me_epochs, learning_rate=config.learning_rate, seed=config.seed + 5000,
-                        threads=threads)
-            for strategy in ("feature_extraction", "fine_tuning")]
+                        threads=threads, features=config.me_features)
+            for strategy in config.me_strategies if strategy not in skip]

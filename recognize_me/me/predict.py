@@ -1,7 +1,7 @@
 """Answer "is this me?" (and which CelebA attributes show) for new photos with a run's trained models.
 
 ``predict_images`` takes photos (or folders of photos), finds and frames the face exactly as the
-training photos were framed (``FaceCropper``, CelebA 178x218), applies the models' crop and resize
+training photos were aligned (``align.FaceAligner``: MTCNN landmarks onto CelebA's 178x218 template), applies the models' crop and resize
 (the same operations as ``dataset.decode_and_resize``) and calls each model once per chunk of images.
 ``load_run_models`` picks a run's best attribute model and best transfer model.
 
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from recognize_me.evaluation.report import model_folder
-from recognize_me.me.facecrop import FaceCropper
+from recognize_me.me.align import FaceAligner
 from recognize_me.me.photos import SUPPORTED_SUFFIXES, load_rgb
 
 ERROR_NO_FACE = "no face found"
@@ -42,7 +42,7 @@ class PredictorConfig:
     image_size: tuple[int, int]
     crop: str
 
-    def predict(self, paths: Sequence[Path], cropper: FaceCropper | None = None) -> list[dict[str, Any]]:
+    def predict(self, paths: Sequence[Path], cropper: FaceAligner | None = None) -> list[dict[str, Any]]:
         return predict_images(paths, self.me_model, self.attribute_model, threshold=self.threshold,
                               attribute_names=self.attribute_names, image_size=self.image_size,
                               crop=self.crop, attribute_thresholds=self.attribute_thresholds, cropper=cropper)
@@ -74,6 +74,7 @@ def prepare_image(image: Image.Image, image_size: tuple[int, int], crop: str) ->
 def _load_model(path: Path, image_size: tuple[int, int]):
     import keras
 
+    import recognize_me.me.layers  # noqa: F401 - registers the "is this me?" layers
     import recognize_me.models  # noqa: F401 - registers the custom layers and losses
 
     model = keras.models.load_model(path, safe_mode=True, compile=False)
@@ -86,21 +87,21 @@ def _load_model(path: Path, image_size: tuple[int, int]):
 def predict_images(paths: Sequence[Path], me_model: Path, attribute_model: Path, *, threshold: float,
                    attribute_names: Sequence[str], image_size: tuple[int, int], crop: str,
                    attribute_thresholds: Sequence[float] | None = None,
-                   cropper: FaceCropper | None = None) -> list[dict[str, Any]]:
+                   cropper: FaceAligner | None = None) -> list[dict[str, Any]]:
     """One dict per image (a folder in ``paths`` stands for its images), in input order:
 
     ``path``; ``error`` (None, ``"no face found"``, or why the file could not be read);
     ``me_probability`` and ``is_me`` (probability >= ``threshold``), None on error; ``threshold``;
     ``attributes``: the attributes predicted present (score >= their threshold, default 0.5), as
     ``{"name", "score"}`` sorted by score, highest first; ``face_box`` (left, top, right, bottom in
-    the photo) and ``n_faces``.
+    the photo), ``n_faces``, and ``detector`` / ``confidence`` (which pass found the face, its score).
     """
     names = list(attribute_names)
     thresholds = np.full(len(names), 0.5) if attribute_thresholds is None else \
         np.asarray(attribute_thresholds, dtype=np.float64)
     if thresholds.shape != (len(names),):
         raise ValueError(f"{len(names)} attribute names but {thresholds.size} attribute thresholds")
-    cropper = cropper or FaceCropper()
+    cropper = cropper or FaceAligner()
     files = expand_paths(paths)
     if not files:
         return []
@@ -116,14 +117,15 @@ def predict_images(paths: Sequence[Path], me_model: Path, attribute_model: Path,
         for path in files[start:start + CHUNK]:
             entry: dict[str, Any] = {"path": str(path), "error": None, "me_probability": None, "is_me": None,
                                      "threshold": float(threshold), "attributes": [], "face_box": None,
-                                     "n_faces": 0}
+                                     "n_faces": 0, "detector": None, "confidence": None}
             try:
                 image = load_rgb(path)
             except Exception as exc:  # noqa: BLE001 - one bad file is an entry, never a crash
                 entry["error"] = f"cannot read image: {exc}"
             else:
                 found = cropper.crop(image)
-                entry["n_faces"] = found.n_faces
+                entry.update(n_faces=found.n_faces, detector=getattr(found, "detector", None),
+                             confidence=getattr(found, "confidence", None))
                 if found.image is None:
                     entry["error"] = ERROR_NO_FACE
                 else:
@@ -169,7 +171,9 @@ def _best_me_model(run_dir: Path) -> tuple[str, Path, dict[str, Any]]:
             candidates.append((metrics_path.parent.name, metrics))
     if not candidates:
         raise FileNotFoundError(f"no trained transfer model in {run_dir / 'me'} (me/<strategy>/model.keras)")
-    name, metrics = max(candidates, key=lambda c: c[1].get("f1") if c[1].get("f1") is not None else -1.0)
+    from recognize_me.me.report import selection_key
+
+    name, metrics = max(candidates, key=lambda c: selection_key(c[1]))  # validation only, as the flow chooses
     return name, run_dir / "me" / name / "model.keras", metrics
 
 
@@ -184,8 +188,8 @@ def _input_settings(model_dir: Path, fallback: dict[str, Any] | None = None) -> 
 
 def load_run_models(run_dir: Path) -> PredictorConfig:
     """The run's best completed attribute model (``leaderboard.json``, highest mean_accuracy) with its
-    per-attribute thresholds, and its best transfer model (``me/<strategy>/metrics.json``, highest
-    F1) with its threshold. Both must take the same image size and crop (``ValueError`` otherwise)."""
+    per-attribute thresholds, and its best transfer model (``me/<strategy>/metrics.json``, ranked on
+    validation by ``report.selection_key``) with its threshold. Both must take the same image size and crop (``ValueError`` otherwise)."""
     run_dir = Path(run_dir)
     attr_name, attr_path = _best_attribute_model(run_dir)
     strategy, me_path, me_metrics = _best_me_model(run_dir)

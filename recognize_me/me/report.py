@@ -1,4 +1,4 @@
-"""The "is this me?" report of one run: feature extraction and fine tuning side by side, ``me_report.html``.
+"""The "is this me?" report of one run: every strategy side by side, ``me_report.html``.
 
 Reads what ``transfer.train_transfer`` wrote (``metrics.json`` values, passed in as ``results``, and each
 model's ``predictions_test.csv``); styled like ``report.py``'s ``report.html``. Pure core (no Prefect).
@@ -19,8 +19,10 @@ from recognize_me.evaluation.metrics import roc_auc, roc_curve
 from recognize_me.evaluation.report import REPORT_STYLE, table_html
 from recognize_me.fileio import write_text
 
-ROW_COLUMNS: tuple[str, ...] = ("strategy", "status", "threshold", "accuracy", "balanced_accuracy", "precision",
-                                "recall", "f1", "roc_auc", "test_photos", "epochs_run", "train_time_s")
+ROW_COLUMNS: tuple[str, ...] = ("strategy", "status", "champion", "val_roc_auc", "val_f1", "threshold", "accuracy",
+                                "precision", "recall", "f1", "roc_auc", "recall_at_1pct_far", "strangers_roc_auc",
+                                "strangers_accuracy", "strangers_false_accept", "strangers_recall_at_1pct_far",
+                                "test_photos", "strangers_photos", "train_time_s")
 MAX_MISCLASSIFIED = 16
 CM_LABELS_DEFAULT = ["other", "me"]
 
@@ -36,17 +38,22 @@ def _out_dir(run_dir: Path, result: dict[str, Any]) -> Path:
     return Path(result["out_dir"]) if result.get("out_dir") else run_dir / "me" / str(result["strategy"])
 
 
-def _row(result: dict[str, Any]) -> dict[str, Any]:
+def selection_key(result: dict[str, Any]) -> tuple[float, float]:
+    """How strategies are ranked: validation ROC AUC, then validation F1 (never a test metric)."""
+    return (result.get("val_roc_auc") if result.get("val_roc_auc") is not None else -1.0,
+            result.get("val_f1") if result.get("val_f1") is not None else -1.0)
+
+
+def _row(result: dict[str, Any], champion: Path | None) -> dict[str, Any]:
     row = {c: result.get(c) for c in ROW_COLUMNS}
     row["status"] = row["status"] or "completed"
+    row["champion"] = "yes" if champion is not None and result.get("out_dir") and \
+        Path(result["out_dir"]) == champion else ""
     if row["status"] != "completed" and result.get("error"):
         row["status"] = f"{row['status']}: {result['error']}"
+    elif result.get("promotable") is False:
+        row["status"] = "completed (reference, not promoted)"
     return row
-
-
-def _sort_key(row: dict[str, Any]) -> tuple[int, float]:
-    completed = str(row["status"]) == "completed"
-    return (0 if completed else 1, -(row["f1"] if completed and row["f1"] is not None else -1.0))
 
 
 def _relative(path: Path, run_dir: Path) -> str:
@@ -60,10 +67,13 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
     """Write figures and ``run_dir/me_report.html``: metrics table, counts per split, a confusion matrix
     and a grid of misclassified test photos per strategy, and one ROC plot with every strategy."""
     run_dir = Path(run_dir)
-    rows = sorted((_row(r) for r in results), key=_sort_key)
-    done = [r for r in results if (r.get("status") or "completed") == "completed"]
+    champion = best_transfer_dir(results)
+    done = sorted((r for r in results if (r.get("status") or "completed") == "completed"),
+                  key=lambda r: selection_key(r), reverse=True)
+    rows = [_row(r, champion) for r in done] + [_row(r, champion) for r in results if r not in done]
     figures: dict[str, Path] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    stranger_curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     columns: list[str] = []
     for result in done:
         strategy = str(result["strategy"])
@@ -73,6 +83,13 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
         scores = preds["score"].to_numpy(np.float64)
         fpr, tpr, _ = roc_curve(y, scores)
         curves[strategy] = (fpr, tpr, roc_auc(y, scores))
+        strangers_csv = _out_dir(run_dir, result) / "predictions_strangers.csv"
+        if strangers_csv.is_file():
+            others = pd.read_csv(strangers_csv)["score"].to_numpy(np.float64)
+            ys = np.r_[np.ones(int(y.sum())), np.zeros(len(others))]
+            ss = np.r_[scores[y], others]
+            fpr_s, tpr_s, _ = roc_curve(ys, ss)
+            stranger_curves[strategy] = (fpr_s, tpr_s, roc_auc(ys, ss))
         cm_title = f"{strategy}: confusion matrix (test, threshold {result.get('threshold', 0.5):.2f})"
         cm = np.asarray(result["confusion_matrix"])
         figures[cm_title] = plots.confusion_matrix_plot(
@@ -92,12 +109,19 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
         columns.append("<div class='col'>" + "".join(parts) + "</div>")
     if curves:
         figures["ROC curves (test)"] = plots.roc_plot(curves, run_dir / "me_roc.png")
+    if stranger_curves:
+        figures["ROC curves (strangers)"] = plots.roc_plot(stranger_curves, run_dir / "me_roc_strangers.png")
 
     page = ["<!doctype html><meta charset='utf-8'><title>recognize-me: is this me?</title>", REPORT_STYLE,
             "<style>.cols{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1;min-width:320px}</style>",
             f"<h1>recognize-me: is this me? (run {html.escape(run_dir.name)})</h1>",
-            "<h2>Test metrics</h2>", table_html(rows),
-            "<p>Thresholds maximise F1 on the validation split; metrics are on the test split. "
+            "<h2>Strategies side by side</h2>", table_html(rows),
+            "<p>Ranked and the champion chosen on the validation split (ROC AUC, then F1), never on test; "
+            "thresholds maximise F1 on validation. accuracy .. recall_at_1pct_far: test split. strangers_*: the "
+            "test 'me' photos against photos of people in no training split (CelebA test partition), at the "
+            "same threshold; false_accept = share of strangers taken for 'me'. recall_at_1pct_far: the "
+            "highest recall of 'me' while accepting at most 1% of the others. The reference strategy "
+            "(dlib face-recognition embeddings) is shown for comparison and never promoted. "
             "Confusion matrices: rows true class, columns predicted class.</p>"]
     if done and done[0].get("counts"):
         counts = done[0]["counts"]
@@ -105,6 +129,9 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
                  table_html([{"split": s, **{k: int(v) for k, v in c.items()}} for s, c in counts.items()])]
     if "ROC curves (test)" in figures:
         page += ["<h2>ROC curves (test)</h2>", _img(figures["ROC curves (test)"], "ROC curves", run_dir)]
+    if "ROC curves (strangers)" in figures:
+        page += ["<h2>ROC curves (strangers)</h2>",
+                 _img(figures["ROC curves (strangers)"], "ROC curves (strangers)", run_dir)]
     if columns:
         page += ["<h2>Per strategy</h2>", "<div class='cols'>" + "".join(columns) + "</div>"]
     html_path = write_text(run_dir / "me_report.html", "\n".join(page))
@@ -115,7 +142,9 @@ def _img(path: Path, title: str, run_dir: Path) -> str:
     return f"<img src='{html.escape(_relative(path, run_dir))}' alt='{html.escape(title)}'>"
 
 
-def best_transfer_dir(results: list[dict[str, Any]], metric: str = "f1") -> Path | None:
-    """The output folder of the completed transfer model with the highest ``metric`` (None if none)."""
-    done = [r for r in results if r.get("status") == "completed" and r.get(metric) is not None]
-    return Path(max(done, key=lambda r: r[metric])["out_dir"]) if done else None
+def best_transfer_dir(results: list[dict[str, Any]]) -> Path | None:
+    """The output folder of the promotable completed strategy ranked first by :func:`selection_key`
+    (validation only; the first of equals in ``results`` order wins). None if there is none."""
+    done = [r for r in results if r.get("status") == "completed" and r.get("promotable", True)
+            and r.get("out_dir")]
+    return Path(max(done, key=selection_key)["out_dir"]) if done else None

