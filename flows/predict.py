@@ -9,7 +9,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from recognize_me.me.predict import expand_paths, load_champions, load_run_models, summary_rows
-from recognize_me.quiet import import_tensorflow_quietly
+from recognize_me.training.quiet import import_tensorflow_quietly
 
 
 @task(name="predict-images")

@@ -15,7 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from recognize_me.me.transfer import TransferJob
-from recognize_me.quiet import quiet_environment
+from recognize_me.training.quiet import quiet_environment
 from recognize_me.training.train import TrainJob
 from tasks.training import (
     collect_outcome,

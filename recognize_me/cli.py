@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from recognize_me.config import ALL_MODELS, PipelineConfig
 from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 from recognize_me.demo.data import DEMO_IMAGES
-from recognize_me.quiet import filtered_stderr, import_tensorflow_quietly, quiet_environment
+from recognize_me.training.quiet import filtered_stderr, import_tensorflow_quietly, quiet_environment
 
 DEMO_DIR = Path("demo-data")
 

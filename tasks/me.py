@@ -10,7 +10,6 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from recognize_me.cache_keys import tree_signature
 from recognize_me.config import PipelineConfig
 from recognize_me.data.check_report import DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
@@ -18,6 +17,7 @@ from recognize_me.me.align import FaceAligner
 from recognize_me.me.photo_set import prepare_photos
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
+from recognize_me.training.cache_keys import tree_signature
 
 PHOTO_CHECKS_KEY = "photo-checks"
 

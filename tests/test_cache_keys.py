@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recognize_me.cache_keys import (
+from recognize_me.me.transfer import TransferJob
+from recognize_me.training.cache_keys import (
     files_signature,
     job_key,
     photo_set_digest,
@@ -17,7 +18,6 @@ from recognize_me.cache_keys import (
     transfer_job_key,
     tree_signature,
 )
-from recognize_me.me.transfer import TransferJob
 from recognize_me.training.train import TrainJob
 
 

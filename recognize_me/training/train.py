@@ -63,7 +63,7 @@ class TrainJob:
 
     def cache_key(self) -> str:
         """What the trained model depends on (splits, listed images, hyperparameters), not where it runs."""
-        from recognize_me.cache_keys import train_job_key
+        from recognize_me.training.cache_keys import train_job_key
 
         return train_job_key(self)
 
