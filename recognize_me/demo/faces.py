@@ -125,6 +125,21 @@ def _muted_colour(rng: np.random.Generator) -> RGB:
     return _mix(tuple(int(v) for v in rng.integers(0, 256, 3)), (128, 128, 128), float(rng.uniform(0.1, 0.6)))
 
 
+def _appearance(rng: np.random.Generator, *, brightness: tuple[float, float], contrast: tuple[float, float],
+                noise: tuple[float, float], slope: float) -> dict:
+    """Colours, lighting and noise of a scene, drawn in a fixed order (the demo data depends on it)."""
+    return dict(
+        background=_muted_colour(rng),
+        clothes=_muted_colour(rng),
+        accent=tuple(int(v) for v in rng.integers(20, 236, 3)),
+        brightness=float(rng.uniform(*brightness)),
+        contrast=float(rng.uniform(*contrast)),
+        noise=float(rng.uniform(*noise)),
+        light_slope=float(rng.uniform(-slope, slope)),
+        soften=float(rng.uniform(0.004, 0.012)) if rng.random() < 0.3 else 0.0,
+    )
+
+
 def celeba_scene(rng: np.random.Generator, size: tuple[int, int] = (178, 218)) -> Scene:
     """An aligned 178x218 crop: face centred, eyes near row 110, small residual pose jitter."""
     w, h = size
@@ -134,14 +149,7 @@ def celeba_scene(rng: np.random.Generator, size: tuple[int, int] = (178, 218)) -
         center=(w / 2 + rng.normal(0, 2.5 * s), h * 114 / 218 + rng.normal(0, 2.5 * s)),
         unit=42 * s * float(rng.uniform(0.9, 1.1)),
         angle=float(np.clip(rng.normal(0, 3), -8, 8)),
-        background=_muted_colour(rng),
-        clothes=_muted_colour(rng),
-        accent=tuple(int(v) for v in rng.integers(20, 236, 3)),  # type: ignore[arg-type]
-        brightness=float(rng.uniform(0.78, 1.18)),
-        contrast=float(rng.uniform(0.78, 1.15)),
-        noise=float(rng.uniform(1.5, 6.0)),
-        light_slope=float(rng.uniform(-0.12, 0.12)),
-        soften=float(rng.uniform(0.004, 0.012)) if rng.random() < 0.3 else 0.0,
+        **_appearance(rng, brightness=(0.78, 1.18), contrast=(0.78, 1.15), noise=(1.5, 6.0), slope=0.12),
     )
 
 
@@ -155,14 +163,7 @@ def photo_scene(rng: np.random.Generator) -> Scene:
         center=(w / 2 + rng.normal(0, 0.04 * w), h * 0.46 + rng.normal(0, 0.03 * h)),
         unit=face_fraction * h / 2.7,
         angle=float(np.clip(rng.normal(0, 5), -12, 12)),
-        background=_muted_colour(rng),
-        clothes=_muted_colour(rng),
-        accent=tuple(int(v) for v in rng.integers(20, 236, 3)),  # type: ignore[arg-type]
-        brightness=float(rng.uniform(0.7, 1.2)),
-        contrast=float(rng.uniform(0.7, 1.15)),
-        noise=float(rng.uniform(1.0, 5.0)),
-        light_slope=float(rng.uniform(-0.2, 0.2)),
-        soften=float(rng.uniform(0.004, 0.012)) if rng.random() < 0.3 else 0.0,
+        **_appearance(rng, brightness=(0.7, 1.2), contrast=(0.7, 1.15), noise=(1.0, 5.0), slope=0.2),
     )
 
 
