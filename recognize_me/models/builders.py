@@ -37,20 +37,6 @@ class BuildOptions:
 ModelBuilder = Callable[[tuple[int, int, int], int, BuildOptions], keras.Model]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One rung of the ladder: how to build it and how the training code should treat it."""
-
-    name: str
-    build: ModelBuilder
-    callbacks: Callable[[BuildOptions, EpochPlan, int], list[keras.callbacks.Callback]]
-    class_weighted_loss: bool
-    tune_thresholds: bool
-    fine_tune: Callable[[keras.Model, BuildOptions], keras.Model] | None
-    description: str
-    identity_loss_weight: float = 0.0  # > 0: also trained on identities (models.identity), train split only
-
-
 CNN_FILTERS: tuple[int, ...] = (32, 64, 128, 256)
 RESNET_STEM_FILTERS = 32
 RESNET_STEM_STRIDES = 2  # halves H and W before the units: the ResNet costs about what the plain CNN costs
@@ -155,6 +141,21 @@ def fine_tune_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0)
     return scheduled_callbacks(options, plan, offset)
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """One rung of the ladder: how to build it and how the training code should treat it."""
+
+    name: str
+    build: ModelBuilder
+    description: str
+    # Defaults: what every rung from cnn_thresholded on does.
+    callbacks: Callable[[BuildOptions, EpochPlan, int], list[keras.callbacks.Callback]] = scheduled_callbacks
+    class_weighted_loss: bool = True
+    tune_thresholds: bool = True
+    fine_tune: Callable[[keras.Model, BuildOptions], keras.Model] | None = None
+    identity_loss_weight: float = 0.0  # > 0: also trained on identities (models.identity), train split only
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -164,37 +165,26 @@ MODELS: dict[str, ModelSpec] = {
             callbacks=no_callbacks,
             class_weighted_loss=False,
             tune_thresholds=False,
-            fine_tune=None,
             description="Plain CNN: four Conv-BN-ReLU-MaxPool blocks (32-256 filters), global average "
                         "pooling, dropout and one sigmoid per attribute; fixed LR, 0.5 thresholds.",
         ),
         ModelSpec(
             name="cnn_scheduled",
             build=build_cnn_scheduled,
-            callbacks=scheduled_callbacks,
             class_weighted_loss=False,
             tune_thresholds=False,
-            fine_tune=None,
             description="Same CNN, plus a learning-rate schedule (warm-up, then cosine decay to the planned "
                         "last epoch) and early stopping that restores the best epoch.",
         ),
         ModelSpec(
             name="cnn_thresholded",
             build=build_cnn_thresholded,
-            callbacks=scheduled_callbacks,
-            class_weighted_loss=True,
-            tune_thresholds=True,
-            fine_tune=None,
             description="Same scheduled CNN, plus a positive-class-weighted loss for rare attributes and "
                         "per-attribute decision thresholds tuned on validation.",
         ),
         ModelSpec(
             name="resnet",
             build=build_resnet,
-            callbacks=scheduled_callbacks,
-            class_weighted_loss=True,
-            tune_thresholds=True,
-            fine_tune=None,
             description="Swaps the plain CNN for a small ResNet (strided stem, seven residual units, 32-256 "
                         "filters) trained the same way (schedule, weighted loss, tuned thresholds).",
         ),
@@ -202,8 +192,6 @@ MODELS: dict[str, ModelSpec] = {
             name="vgg16_finetune",
             build=build_vgg16_finetune,
             callbacks=fine_tune_callbacks,
-            class_weighted_loss=True,
-            tune_thresholds=True,
             fine_tune=fine_tune_vgg16,
             description="Transfer learning: a frozen VGG16 base (ImageNet weights when available) with a "
                         "new head, then a second phase unfreezing block5 at a tenth of the LR.",
@@ -211,10 +199,6 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="resnet_identity",
             build=build_resnet_identity,
-            callbacks=scheduled_callbacks,
-            class_weighted_loss=True,
-            tune_thresholds=True,
-            fine_tune=None,
             identity_loss_weight=0.1,  # measured on val: 1.0 swamped the attribute loss (recipe_search.md)
             description="The ResNet plus an L2-normalised 128-d \"embedding\" trained on the train split's "
                         "identities with a CosFace margin softmax (s=30, m=0.35); the base for \"is this me?\".",
