@@ -178,6 +178,27 @@ def test_bfloat16_model_trains_and_round_trips_keras_safe_mode(tmp_path: Path) -
         keras.mixed_precision.set_global_policy(previous)
 
 
+@pytest.mark.parametrize("name", ["resnet", "resnet_identity"])
+def test_bfloat16_residual_model_loads_and_predicts_in_a_float32_process(tmp_path: Path, name: str) -> None:
+    """Transfer and predict load a bf16-trained base under the float32 policy: every ResidualUnit sub-layer
+    must follow the unit's saved policy (else ``x + skip`` adds bfloat16 to float32)."""
+    from recognize_me.models import BuildOptions, get_model_spec
+
+    previous = keras.mixed_precision.global_policy().name
+    x = np.random.default_rng(1).random((4, 32, 32, 3), dtype=np.float32)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        keras.utils.set_random_seed(0)
+        model = get_model_spec(name).build((32, 32, 3), 3, BuildOptions(seed=0))
+        scores = model.predict(x, verbose=0)
+        model.save(tmp_path / "m.keras")
+        keras.mixed_precision.set_global_policy("float32")
+        loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), scores, rtol=0, atol=1e-6)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 @pytest.mark.slow
 def test_budgeted_train_one_stops_by_budget_and_says_so(tmp_path: Path) -> None:
     from celeba_fixtures import JOB_ATTRIBUTES, write_training_job

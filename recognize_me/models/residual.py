@@ -40,11 +40,15 @@ class ResidualUnit(keras.layers.Layer):
         self.activation = activation
         self._activation_fn = keras.activations.get(activation)
 
+        # Sub-layers share this layer's dtype policy: a model trained under mixed_bfloat16 and loaded in a
+        # float32 process (transfer, predict) must not mix bfloat16 and float32 tensors in ``x + skip``.
+        policy = self.dtype_policy
         self.conv1 = keras.layers.Conv2D(
-            self.filters, 3, strides=self.strides, padding="same", use_bias=False, name="conv1")
-        self.bn1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn1")
-        self.conv2 = keras.layers.Conv2D(self.filters, 3, strides=1, padding="same", use_bias=False, name="conv2")
-        self.bn2 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn2")
+            self.filters, 3, strides=self.strides, padding="same", use_bias=False, name="conv1", dtype=policy)
+        self.bn1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn1", dtype=policy)
+        self.conv2 = keras.layers.Conv2D(self.filters, 3, strides=1, padding="same", use_bias=False, name="conv2",
+                                         dtype=policy)
+        self.bn2 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn2", dtype=policy)
         # The projection depends on the input channel count, so it is created in build().
         self.skip_conv: keras.layers.Conv2D | None = None
         self.skip_bn: keras.layers.BatchNormalization | None = None
@@ -57,9 +61,10 @@ class ResidualUnit(keras.layers.Layer):
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         in_channels = input_shape[-1]
         if self.strides > 1 or in_channels != self.filters:
-            self.skip_conv = keras.layers.Conv2D(
-                self.filters, 1, strides=self.strides, padding="same", use_bias=False, name="skip_conv")
-            self.skip_bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="skip_bn")
+            self.skip_conv = keras.layers.Conv2D(self.filters, 1, strides=self.strides, padding="same",
+                                                 use_bias=False, name="skip_conv", dtype=self.dtype_policy)
+            self.skip_bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="skip_bn",
+                                                           dtype=self.dtype_policy)
         # Build every sub-layer now so their variables exist before weights are loaded.
         self.conv1.build(input_shape)
         shape = self.conv1.compute_output_shape(input_shape)
