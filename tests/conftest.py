@@ -18,6 +18,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _float32_policy_after_each_test():
+    """``train_one`` sets Keras' process-wide dtype policy (mixed_bfloat16 on this CPU); tests that run it
+    in this process must not leave it to the next test."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One real Prefect server on temporary SQLite for the whole session."""

@@ -152,9 +152,17 @@ class FaceAligner:
     @property
     def detector(self) -> Any:
         if self._detector is None:
+            import keras
             from mtcnn import MTCNN
 
-            self._detector = MTCNN(device="CPU:0")
+            # MTCNN's layers take the global dtype policy when built; a process that trained under
+            # mixed_bfloat16 must still get MTCNN's float32 detector (bf16 boxes break its numpy code).
+            previous = keras.mixed_precision.global_policy()
+            keras.mixed_precision.set_global_policy("float32")
+            try:
+                self._detector = MTCNN(device="CPU:0")
+            finally:
+                keras.mixed_precision.set_global_policy(previous)
         return self._detector
 
     def _faces(self, rgb: np.ndarray) -> list[dict[str, Any]]:
