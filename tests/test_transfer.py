@@ -333,3 +333,23 @@ def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
     ours = {"strategy": "feature_extraction", "status": "completed", "out_dir": "f", "val_roc_auc": 0.9,
             "val_f1": 0.8}
     assert best_transfer_dir([reference, ours, *skipped]) == Path("f")  # the reference is never promoted
+
+
+def test_importing_face_recognition_keeps_pillow_strict_on_truncated_images(tmp_path, monkeypatch):
+    """face_recognition sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import; after it, the inventory
+    would accept truncated JPEGs. The reference strategy's import restores the flag (a stand-in module
+    with the same side effect, so the test runs whether or not the real package is installed)."""
+    import sys
+
+    from PIL import ImageFile
+
+    from recognize_me.me.reference import import_face_recognition
+
+    (tmp_path / "face_recognition.py").write_text(
+        "from PIL import ImageFile\nImageFile.LOAD_TRUNCATED_IMAGES = True\nMARK = 'stand-in'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "face_recognition", raising=False)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False)
+    module = import_face_recognition()
+    assert module.MARK == "stand-in"
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False

@@ -21,10 +21,24 @@ INSTALL_HINT = ("pip install dlib-bin && pip install --no-deps face-recognition 
                 "(or: pip install '.[reference]' then the --no-deps line)")
 
 
+def import_face_recognition() -> Any:
+    """``import face_recognition`` without its side effect: it sets Pillow's process-wide
+    ``ImageFile.LOAD_TRUNCATED_IMAGES = True``, after which truncated JPEGs decode silently and the image
+    inventory and photo checks would accept them. The previous value is restored."""
+    from PIL import ImageFile
+
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        import face_recognition
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+    return face_recognition
+
+
 def reference_missing() -> str | None:
     """None when ``face_recognition`` imports, else why the reference strategy is skipped."""
     try:
-        import face_recognition  # noqa: F401
+        import_face_recognition()
     except Exception as exc:  # noqa: BLE001 - ImportError, or its models package missing (SystemExit)
         return f"reference_dlib skipped: face_recognition is not installed ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
     except SystemExit:
@@ -50,8 +64,7 @@ def dlib_embeddings(paths: Sequence[str | Path]) -> np.ndarray:
         if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime:
             out.append(np.load(cached))
             continue
-        import face_recognition
-
+        face_recognition = import_face_recognition()
         rgb = np.asarray(Image.open(path).convert("RGB"))
         vector = np.asarray(face_recognition.face_encodings(rgb, known_face_locations=[(top, right, bottom, left)])[0])
         write_with(cached, lambda p, v=vector: np.save(p, v), suffix=".npy")
