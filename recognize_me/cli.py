@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", dest="celeba_dir", help="alias of --celeba-dir")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with all five models")
+    p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with all six models")
     p.add_argument("--data", default=str(DEMO_DIR))
     p.add_argument("--images", type=int, default=DEMO_IMAGES)
     add_config_flags(p)
