@@ -100,7 +100,7 @@ def test_evaluation_reserve_counts_against_the_budget() -> None:
 def test_pack_budget_fits_every_worker_and_orders_by_start() -> None:
     weights = {m: budget_weight(m, "none") for m in
                ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune")}
-    assert weights["vgg16_finetune"] < weights["resnet"] == 1.0
+    assert weights["vgg16_finetune"] < weights["baseline_cnn"] < weights["resnet"] == 1.0
     assert budget_weight("vgg16_finetune", "imagenet") == 1.0
     slots = pack_budget(weights, 3600.0, 2)
     assert sorted(s.name for s in slots) == sorted(weights)

@@ -27,7 +27,7 @@ def _summary(model_dir: Path) -> dict:
 def test_two_runs_of_the_same_job_are_identical(tmp_path: Path) -> None:
     splits_csv, images_dir = write_training_job(tmp_path / "job", n=90)
     commands = [train_one_command(tmp_path / run, splits_csv, images_dir, tmp_path / f"{run}.log", epochs=2,
-                                  model="cnn_thresholded")  # class-weighted loss + tuned thresholds: the most moving parts
+                                  model="cnn_thresholded")  # schedule, early stopping and tuned thresholds: the most moving parts
                 for run in ("a", "b")]
     for command in commands:  # one after the other: two cores, and each process is single-threaded anyway
         done = subprocess.run(command, capture_output=True, text=True, timeout=900)

@@ -150,7 +150,9 @@ class ModelSpec:
     description: str
     # Defaults: what every rung from cnn_thresholded on does.
     callbacks: Callable[[BuildOptions, EpochPlan, int], list[keras.callbacks.Callback]] = scheduled_callbacks
-    class_weighted_loss: bool = True
+    # Plain BCE everywhere: a positive-class-weighted loss bought no F1 over F1-tuned thresholds and cost
+    # accuracy (benchmarks/results/recipe_search.md); True recompiles with losses.WeightedBinaryCrossentropy.
+    class_weighted_loss: bool = False
     tune_thresholds: bool = True
     fine_tune: Callable[[keras.Model, BuildOptions], keras.Model] | None = None
     identity_loss_weight: float = 0.0  # > 0: also trained on identities (models.identity), train split only
@@ -163,7 +165,6 @@ MODELS: dict[str, ModelSpec] = {
             name="baseline_cnn",
             build=build_baseline_cnn,
             callbacks=no_callbacks,
-            class_weighted_loss=False,
             tune_thresholds=False,
             description="Plain CNN: four Conv-BN-ReLU-MaxPool blocks (32-256 filters), global average "
                         "pooling, dropout and one sigmoid per attribute; fixed LR, 0.5 thresholds.",
@@ -171,7 +172,6 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="cnn_scheduled",
             build=build_cnn_scheduled,
-            class_weighted_loss=False,
             tune_thresholds=False,
             description="Same CNN, plus a learning-rate schedule (warm-up, then cosine decay to the planned "
                         "last epoch) and early stopping that restores the best epoch.",
@@ -179,14 +179,14 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="cnn_thresholded",
             build=build_cnn_thresholded,
-            description="Same scheduled CNN, plus a positive-class-weighted loss for rare attributes and "
-                        "per-attribute decision thresholds tuned on validation.",
+            description="Same scheduled CNN, plus per-attribute decision thresholds tuned on validation for "
+                        "the mostly-negative labels (for accuracy; F1-tuned ones for F1).",
         ),
         ModelSpec(
             name="resnet",
             build=build_resnet,
             description="Swaps the plain CNN for a small ResNet (strided stem, seven residual units, 32-256 "
-                        "filters) trained the same way (schedule, weighted loss, tuned thresholds).",
+                        "filters) trained the same way (schedule, tuned thresholds).",
         ),
         ModelSpec(
             name="vgg16_finetune",
