@@ -12,10 +12,13 @@ imports):
                  ``ProcessPoolExecutor`` (one process per model, TF threads shared as in the flow),
                  ``build_report``, champion registry
   single <model> ``train_one`` alone with all cores (the sequential reference)
+  demo-first     with ``--demo``: ``recognize-me demo``'s configuration (all six models, recognize-me on the
+                 demo photos, 1,600 images) on its own storage, the run a new user starts with
+  demo-rerun     that again, unchanged
 The parallel-training wall is timed around ``run_parallel`` (Prefect, by wrapping it in the child) and
 around the pool (plain); ``train_time_s`` comes from each model's ``metrics.json``.
 
-    python -m benchmarks.orchestration [--n-images 800] [--epochs 2] [--repeats 1] [--wait-idle 20:15]
+    python -m benchmarks.orchestration [--n-images 800] [--epochs 2] [--repeats 1] [--demo] [--wait-idle 20:15]
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=1, help="plain/Prefect pairs, each with a fresh PREFECT_HOME")
+    parser.add_argument("--demo", action="store_true",
+                        help="also time recognize-me demo's configuration, first run and unchanged rerun")
     parser.add_argument("--child", choices=["prefect", "plain", "single"], help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -201,7 +206,7 @@ def main() -> None:
     bench = Bench("orchestration", {"n_images": args.n_images, "models": MODELS, "image_size": args.size,
                                     "epochs": args.epochs, "me_epochs": 2, "repeats": args.repeats,
                                     "server": "running prefect server start (SQLite)", "work_dir": str(tmp)})
-    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS + (DEMO_VARIANTS if args.demo else ())}
     with local_stack(tmp / "server", serve=None) as stack:
         for i in range(args.repeats):
             runs["plain"].append(run_child("benchmarks.orchestration", "--child", "plain",
@@ -217,7 +222,14 @@ def main() -> None:
                     add_me_photo(data / "me", i)
                 runs[name].append(run_child("benchmarks.orchestration", "--child", "prefect", "--config",
                                             str(me_cfg), env=env, replace_env=True))
-            for name in runs:
+            if args.demo:
+                demo_cfg = demo_config_file(tmp / "demo", i)
+                for name in DEMO_VARIANTS:
+                    runs[name].append(run_child("benchmarks.orchestration", "--child", "prefect", "--config",
+                                                str(demo_cfg), env=stack.env | {
+                                                    "PREFECT_LOCAL_STORAGE_PATH": str(tmp / f"demo-storage{i}")},
+                                                replace_env=True))
+            for name in (n for n in runs if runs[n]):
                 print(f"  {name}: {runs[name][-1]['wall_s']:.1f} s, computed {runs[name][-1].get('computed')}",
                       flush=True)
     splits = Path(runs["plain"][0]["run_dir"]) / "splits.csv"
@@ -235,7 +247,7 @@ def main() -> None:
     for m, r in single.items():
         bench.row(variant=f"single {m} (all cores)", process_wall_s=r["wall_s"], train_parallel_s=None,
                   sum_train_time_s=r["train_time_s"], load_1min=r["load_1min"])
-    for name in ("prefect", "prefect-rerun", "me-new-photo"):
+    for name in ("prefect", "prefect-rerun", "me-new-photo") + (("demo-rerun",) if args.demo else ()):
         bench.notes.append(f"{name} task runs (last repeat): {runs[name][-1]['tasks']}")
 
     p, q, r = med["prefect"], med["plain"], med["prefect-rerun"]
@@ -244,6 +256,10 @@ def main() -> None:
     bench.ratio("prefect / plain, pipeline call (running server)", p["flow_s"] / q["flow_s"], "info", True)
     bench.ratio("prefect rerun / first, process wall", r["wall_s"] / p["wall_s"], "<= 0.05", r["wall_s"] / p["wall_s"] <= 0.05)
     bench.ratio("prefect rerun / first, flow call", r["flow_s"] / p["flow_s"], "info", True)
+    if args.demo:
+        d, e = med["demo-first"], med["demo-rerun"]
+        bench.ratio("demo rerun / demo first, process wall", e["wall_s"] / d["wall_s"], "<= 0.05",
+                    e["wall_s"] / d["wall_s"] <= 0.05)
     bench.ratio("me rerun / me first, process wall", med["me-rerun"]["wall_s"] / med["me-first"]["wall_s"], "info", True)
     sequential = sum(s["train_time_s"] for s in single.values())
     for name in ("plain", "prefect"):
@@ -259,6 +275,21 @@ def main() -> None:
 
 
 VARIANTS = ("plain", "prefect", "prefect-rerun", "me-first", "me-rerun", "me-new-photo")
+DEMO_VARIANTS = ("demo-first", "demo-rerun")
+
+
+def demo_config_file(folder: Path, i: int) -> Path:
+    """``recognize-me demo``'s configuration on freshly generated demo data (its own output folder)."""
+    from recognize_me.cli import demo_defaults
+    from recognize_me.config import PipelineConfig
+    from recognize_me.demo.data import DEMO_IMAGES, generate_demo_data
+
+    data = folder / "data"
+    if not (data / "list_attr_celeba.txt").exists():
+        generate_demo_data(data, n_images=DEMO_IMAGES, seed=0)
+    path = folder / f"demo{i}.json"
+    path.write_text(PipelineConfig(**demo_defaults(data), output_root=folder / f"out{i}").to_json())
+    return path
 
 
 def add_me_photo(me_dir: Path, i: int) -> None:
