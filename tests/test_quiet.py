@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
 
-from recognize_me.training.quiet import drop_startup_lines, quiet_environment
+from recognize_me.training.quiet import (
+    PREDICT_RETRACING,
+    drop_startup_lines,
+    import_tensorflow_quietly,
+    quiet_environment,
+)
 
 STARTUP = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -52,3 +58,18 @@ def test_filtered_stderr_drops_startup_lines_of_this_process_and_its_children() 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["kept from python", "child line", "after"]
+
+
+def test_only_the_predict_retracing_warning_is_dropped() -> None:
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    predict = ("5 out of the last 13 calls to <function TensorFlowTrainer.make_predict_function.<locals>."
+               "one_step_on_data_distributed at 0x7f> triggered tf.function retracing. Tracing is expensive")
+    train = predict.replace("make_predict_function", "make_train_function")
+    assert not PREDICT_RETRACING.filter(record(predict))
+    assert PREDICT_RETRACING.filter(record(train))
+    assert PREDICT_RETRACING.filter(record("Some other TensorFlow warning"))
+    import_tensorflow_quietly()
+    import_tensorflow_quietly()
+    assert logging.getLogger("tensorflow").filters.count(PREDICT_RETRACING) == 1

@@ -9,6 +9,7 @@ Call it first in any process that is about to use TensorFlow; later imports reus
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -29,6 +30,22 @@ STARTUP_LINE = re.compile(
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)$")
 
 
+class PredictRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about Keras' predict step, nothing else.
+
+    TensorFlow counts traces per code object, so every model a worker process evaluates (each traces its
+    own predict step once per batch shape) counts against the same function: the third model in one process
+    triggers the warning although no model retraced. Retracing warnings about training steps still show.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "make_predict_function" in message)
+
+
+PREDICT_RETRACING = PredictRetracingFilter()
+
+
 def quiet_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """Set ``QUIET_DEFAULTS`` where unset (in ``os.environ`` by default); return the values in effect."""
     env = os.environ if environ is None else environ
@@ -42,7 +59,9 @@ def drop_startup_lines(text: str) -> str:
 
 
 def import_tensorflow_quietly() -> ModuleType:
-    """``import tensorflow`` without its start-up lines; any other output and any import error still shown."""
+    """``import tensorflow`` without its start-up lines; any other output and any import error still shown.
+    Also installs ``PREDICT_RETRACING`` on TensorFlow's logger (once)."""
+    logging.getLogger("tensorflow").addFilter(PREDICT_RETRACING)  # a filter already there is not added again
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     quiet_environment()
