@@ -217,9 +217,9 @@ def test_fine_tuning_changes_only_the_top_layers(setup: dict[str, Path], trained
     base = _layer_weights(_load(setup["base"]))
     model = _load(Path(trained["fine_tuning"]["out_dir"]) / "model.keras")
     after = _layer_weights(model.get_layer(FEATURES_NAME))
-    assert trained["fine_tuning"]["unfrozen_layers"] == ["block4_conv"]
+    assert trained["fine_tuning"]["unfrozen_layers"] == ["block4_conv", "block4_conv2"]
     assert not np.array_equal(after["block4_conv"][0], base["block4_conv"][0])
-    for name in ("block1_conv", "block2_conv", "block3_conv", "block1_bn", "block4_bn"):
+    for name in ("block1_conv", "block2_conv", "block3_conv", "block3_conv2", "block1_bn", "block4_bn"):
         for a, b in zip(after[name], base[name], strict=True):
             np.testing.assert_array_equal(a, b, err_msg=name)  # frozen, BN statistics included
 
