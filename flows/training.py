@@ -9,9 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import dask
-from prefect import Task, flow, get_client
+from prefect import Flow, Task, flow, get_client
 from prefect.results import get_result_store
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from recognize_me.me.transfer import TransferJob
@@ -49,16 +48,6 @@ def uncached_jobs(task: Task, key: Callable[[Any], str], jobs: list, refresh: bo
     return [job for job in jobs if not store.exists(key(job))]
 
 
-def task_runner(task: Task, key: Callable[[Any], str], jobs: list, address: str | None, n_workers: int,
-                refresh: bool):
-    """Cache hits only: threads in this process (each task reads its stored result). Otherwise Dask, with
-    no more local workers than there are jobs to compute."""
-    todo = uncached_jobs(task, key, jobs, refresh)
-    if not todo:
-        return ThreadPoolTaskRunner(max_workers=max(1, len(jobs)))
-    return dask_runner(address, min(n_workers, len(todo)))
-
-
 def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
     """An existing scheduler when ``address`` is set, else a local cluster of single-threaded processes.
 
@@ -93,16 +82,26 @@ def _no_shutdown_kill_line(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Worker process still alive after")
 
 
+def run_on_cluster(subflow: Flow, task: Task, key: Callable[[Any], str], jobs: list, address: str | None,
+                   n_workers: int, refresh: bool) -> list[dict[str, Any]]:
+    """``subflow`` on Dask, with no more local workers than there are jobs to compute. When every job is a
+    cache hit, its body runs in the calling flow instead (each task reads its stored result in a thread):
+    no cluster, and no subflow, whose teardown alone costs up to a second (Prefect's heartbeat thread).
+    A dead worker process makes Dask retry its job once, then report it failed (KilledWorker)."""
+    todo = uncached_jobs(task, key, jobs, refresh)
+    if not todo:
+        return subflow.fn(jobs, refresh=refresh)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        runner = dask_runner(address, min(n_workers, len(todo)))
+        return subflow.with_options(task_runner=runner)(jobs, refresh=refresh)
+
+
 def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int,
                  refresh: bool = False) -> list[dict[str, Any]]:
-    """A dead worker process makes Dask retry its job once, then report it failed (KilledWorker)."""
-    runner = task_runner(train_model, train_cache_key, jobs, address, n_workers, refresh)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return train_models.with_options(task_runner=runner)(jobs, refresh=refresh)
+    return run_on_cluster(train_models, train_model, train_cache_key, jobs, address, n_workers, refresh)
 
 
 def run_transfer_parallel(jobs: list[TransferJob], address: str | None, n_workers: int,
                           refresh: bool = False) -> list[dict[str, Any]]:
-    runner = task_runner(train_transfer_model, transfer_cache_key, jobs, address, n_workers, refresh)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return train_transfer_models.with_options(task_runner=runner)(jobs, refresh=refresh)
+    return run_on_cluster(train_transfer_models, train_transfer_model, transfer_cache_key, jobs, address,
+                          n_workers, refresh)

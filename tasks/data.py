@@ -17,7 +17,7 @@ from recognize_me.data.splits import make_splits, split_counts, with_identity
 from recognize_me.data.validation import check_tables, inventory_tables, load_tables
 from recognize_me.fileio import write_with
 from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature, write_run_config
-from recognize_me.training.quiet import import_tensorflow_quietly
+from recognize_me.training.quiet import quiet_environment
 from recognize_me.training.train import package_versions
 
 CHECKS_KEY = "data-checks"
@@ -125,7 +125,7 @@ def decode_images(config: PipelineConfig, splits_csv: Path, images_dir: Path, so
     logger = get_run_logger()
     if not config.decoded_cache:
         return None
-    import_tensorflow_quietly()  # decoding runs TensorFlow in the flow's process: no C++ start-up lines
+    quiet_environment()  # before decoding imports TensorFlow in the flow's process: no C++ start-up lines
     try:
         folder, reused = decode_splits(splits_csv, config.output_root / "cache" / "decoded", source, images_dir,
                                        config.image_size, config.crop)

@@ -18,7 +18,7 @@ from recognize_me.me.photo_set import prepare_photos
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
-from recognize_me.training.quiet import import_tensorflow_quietly
+from recognize_me.training.quiet import quiet_environment
 
 PHOTO_CHECKS_KEY = "photo-checks"
 
@@ -38,7 +38,7 @@ def _photo_folders_key(context, parameters) -> str:
 def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path) -> Path:
     """Scan, align, split and check the user's photos; "others" default to a CelebA train sample, strangers
     come from CelebA's test partition (identities disjoint from train)."""
-    import_tensorflow_quietly()  # the face detector runs TensorFlow in the flow's process
+    quiet_environment()  # before the face detector imports TensorFlow in the flow's process
     ids = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype={"image_id": str})
     celeba, strangers = ([Path(images_dir) / i for i in ids.loc[ids["split"] == split, "image_id"]]
                          for split in ("train", "test"))

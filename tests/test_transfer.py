@@ -306,23 +306,21 @@ def test_features_come_from_embedding_or_gap_by_name() -> None:
 
 def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
+    import importlib.util
 
     from recognize_me.config import PipelineConfig
     from recognize_me.me.plan import plan_transfer_jobs, skipped_strategies
 
-    real_import = builtins.__import__
+    real_find_spec = importlib.util.find_spec
 
     def no_face_recognition(name, *args, **kwargs):
-        if name.startswith("face_recognition"):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
+        return None if name.startswith("face_recognition") else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_face_recognition)
+    monkeypatch.setattr(importlib.util, "find_spec", no_face_recognition)
     config = PipelineConfig(celeba_dir=Path("celeba"))
     skipped = skipped_strategies(config)
     assert [r["strategy"] for r in skipped] == ["reference_dlib"] and skipped[0]["status"] == "skipped"
-    assert "pip install" in skipped[0]["error"]
+    assert "pip install" in skipped[0]["error"] and "face_recognition, face_recognition_models" in skipped[0]["error"]
     jobs = plan_transfer_jobs(config, Path("run"), Path("photos.csv"), Path("base.keras"), threads=1,
                               skip=tuple(r["strategy"] for r in skipped))
     assert [j.strategy for j in jobs] == ["feature_extraction", "fine_tuning", "from_scratch"]
