@@ -49,6 +49,15 @@ def _trained(run_dir: Path) -> dict[str, bool]:
             **{s: (run_dir / "me" / s / "model.keras").is_file() for s in ("feature_extraction", "fine_tuning")}}
 
 
+def _flow_runs(*names: str) -> int:
+    """How many runs of these flows the test server holds."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=list(names)))))
+
+
 def test_each_stage_reruns_exactly_when_its_inputs_change(prefect_server, demo_data, data, tmp_path, clusters):
     from flows.train_all import train_all
 
@@ -62,9 +71,12 @@ def test_each_stage_reruns_exactly_when_its_inputs_change(prefect_server, demo_d
     first = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
     assert _trained(first) == everything and clusters == [1, 1]
 
+    subflows = _flow_runs("train-models", "train-transfer-models")
+    assert subflows >= 2  # the first run's two (other tests share the server)
     unchanged = Path(train_all(config=config)).parent
     assert _trained(unchanged) == nothing
     assert clusters == [1, 1], "a rerun whose jobs are all cached must not start a cluster"
+    assert _flow_runs("train-models", "train-transfer-models") == subflows, "nor a training subflow"
     assert (unchanged / "report.html").is_file() and (unchanged / "me_report.html").is_file()
 
     photo = sorted((data / "me").iterdir())[0]
