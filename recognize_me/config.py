@@ -73,9 +73,10 @@ class PipelineConfig(BaseModel):
     n_workers: int | None = Field(None, ge=1, description="Local training processes; default min(models, cores).")
 
     # --- recognize me (transfer from the CelebA model) ---------------------------------------------
-    me_base_model: ModelName = Field("resnet_identity", description="CelebA model to transfer from (the best "
+    me_base_model: ModelName = Field("resnet", description="CelebA model to transfer from (the best "
                                      "completed one when this one was not trained or did not complete). "
-                                     "resnet_identity won on validation in benchmarks/recognize_me_curve.py.")
+                                     "resnet's transfer had the best validation AUC in "
+                                     "benchmarks/recognize_me_curve.py (2026-12-02).")
     me_epochs: int = Field(8, ge=2, description="Transfer epochs (fine tuning: half head-only, half unfrozen).")
     me_min_photos: int = Field(10, ge=1, description="Fewer usable 'me' photos fail the photo checks.")
     me_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
