@@ -82,7 +82,7 @@ def _no_shutdown_kill_line(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Worker process still alive after")
 
 
-def run_on_cluster(subflow: Flow, task: Task, key: Callable[[Any], str], jobs: list, address: str | None,
+def run_stage(subflow: Flow, task: Task, key: Callable[[Any], str], jobs: list, address: str | None,
                    n_workers: int, refresh: bool) -> list[dict[str, Any]]:
     """``subflow`` on Dask, with no more local workers than there are jobs to compute. When every job is a
     cache hit, its body runs in the calling flow instead (each task reads its stored result in a thread):
@@ -98,10 +98,10 @@ def run_on_cluster(subflow: Flow, task: Task, key: Callable[[Any], str], jobs: l
 
 def run_parallel(jobs: list[TrainJob], address: str | None, n_workers: int,
                  refresh: bool = False) -> list[dict[str, Any]]:
-    return run_on_cluster(train_models, train_model, train_cache_key, jobs, address, n_workers, refresh)
+    return run_stage(train_models, train_model, train_cache_key, jobs, address, n_workers, refresh)
 
 
 def run_transfer_parallel(jobs: list[TransferJob], address: str | None, n_workers: int,
                           refresh: bool = False) -> list[dict[str, Any]]:
-    return run_on_cluster(train_transfer_models, train_transfer_model, transfer_cache_key, jobs, address,
+    return run_stage(train_transfer_models, train_transfer_model, transfer_cache_key, jobs, address,
                           n_workers, refresh)

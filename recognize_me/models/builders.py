@@ -38,7 +38,7 @@ ModelBuilder = Callable[[tuple[int, int, int], int, BuildOptions], keras.Model]
 
 
 #: (filters, convolutions) per block of the plain CNN. The second convolution in the two small-map blocks
-#: costs ~40% more time per epoch and wins on validation at equal time (benchmarks/results/recipe_search.md).
+#: costs ~40-50% more time per epoch and wins on validation at equal time (benchmarks/results/recipe_search.md).
 CNN_BLOCKS: tuple[tuple[int, int], ...] = ((32, 1), (64, 1), (128, 2), (256, 2))
 RESNET_STEM_FILTERS = 32
 RESNET_STEM_STRIDES = 2  # halves H and W before the units: the ResNet costs about what the plain CNN costs
