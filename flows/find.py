@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from prefect.futures import as_completed
 from tqdm import tqdm
 
 from flows.training import dask_runner
-from recognize_me.me.library import FindSpec, ScanPlan, default_out_dir, progress_line
+from recognize_me.me.library import PLAN_JSON, FindSpec, default_out_dir, progress_line, read_plan
 from recognize_me.training.plan import threads_per_worker
 from tasks.find import judge_photos, load_find_spec, plan_library_scan, publish_find_report
 
@@ -19,12 +20,14 @@ LOG_EVERY_S = 10.0
 
 
 @flow(name="judge-library")
-def judge_library(spec: FindSpec, plan: ScanPlan, threads: int, console_progress: bool = False) -> int:
-    """Judge every chunk on the task runner's workers; progress in the UI, the log and (CLI) a bar."""
+def judge_library(spec: FindSpec, plan_json: Path, threads: int, console_progress: bool = False) -> int:
+    """Judge every chunk of the plan on the task runner's workers; progress in the UI, the log and (CLI)
+    a bar on stdout (stderr goes through the CLI's line filter)."""
+    plan = read_plan(plan_json)
     futures = [judge_photos.submit(spec, plan.root, chunk, threads) for chunk in plan.chunks]
     progress_id = create_progress_artifact(0.0, key="find-me-progress", description="photos judged")
     logger, start, logged, done = get_run_logger(), time.monotonic(), 0.0, 0
-    with tqdm(total=plan.to_judge, unit="photo", disable=not console_progress, leave=False) as bar:
+    with tqdm(total=plan.to_judge, unit="photo", disable=not console_progress, leave=False, file=sys.stdout) as bar:
         for future in as_completed(futures):
             n = future.result()
             done += n
@@ -47,5 +50,5 @@ def find_me(photos_dir: Path, run_dir: Path | None = None, registry: Path = Path
     if plan.chunks:
         n = min(workers, len(plan.chunks))
         judge_library.with_options(task_runner=dask_runner(dask_address, n))(
-            spec, plan, threads_per_worker(n), console_progress)
+            spec, spec.out_dir / PLAN_JSON, threads_per_worker(n), console_progress)
     return str(publish_find_report(spec, plan))

@@ -20,6 +20,7 @@ from recognize_me.me.library import (
     default_out_dir,
     hash_library,
     list_library,
+    plan_scan,
     progress_line,
     split_known,
 )
@@ -216,3 +217,17 @@ def test_find_flow_scans_incrementally(prefect_server, library_run: dict[str, Pa
     after = sorted((out / RESULTS_DIR).rglob("*.json"))
     assert len(after) == 7 and all(p.stat().st_mtime_ns == before[p] for p in stored)
     assert "2024/new.png" in set(pd.read_csv(out / "matches.csv")["path"])
+
+
+def test_the_plan_round_trips_through_its_file(tmp_path: Path) -> None:
+    from recognize_me.me.library import PLAN_JSON, read_plan
+
+    lib = tmp_path / "lib"
+    for name in ("a.jpg", "b.png", "c.jpg"):
+        _img(lib / name, colour=(len(name), ord(name[0]), 5))
+    (lib / "x.txt").write_text("x")
+    spec = _spec(tmp_path)
+    plan = plan_scan(lib, spec, chunk_size=2)
+    assert plan.to_judge == 3 and [len(c) for c in plan.chunks] == [2, 1]
+    assert read_plan(spec.out_dir / PLAN_JSON) == plan
+    assert plan.skipped == (Skipped("x.txt", "unsupported format .txt"),)

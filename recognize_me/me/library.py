@@ -27,6 +27,7 @@ from recognize_me.me.predict import DEFAULT_MAX_SIDE, DetectedPhoto, FaceJudge, 
 from recognize_me.runs import file_digest
 
 HASH_INDEX = "hashes.json"
+PLAN_JSON = "plan.json"
 RESULTS_DIR = "results"
 THUMBS_DIR = "thumbs"
 THUMB_SIDE = 360
@@ -208,13 +209,27 @@ class ScanPlan:
 
 
 def plan_scan(root: Path, spec: FindSpec, chunk_size: int = 16) -> ScanPlan:
-    """List and hash the library (the hash index lives in ``spec.out_dir``), and chunk what is new."""
+    """List and hash the library (the hash index lives in ``spec.out_dir``), and chunk what is new; the
+    plan is also written to ``<out>/plan.json`` (:func:`read_plan`), so a flow can pass its path around
+    instead of thousands of entries."""
     root = Path(root)
     files, skipped = list_library(root, exclude=[spec.out_dir])
     photos, unreadable = hash_library(root, files, spec.out_dir / HASH_INDEX)
     _, todo = split_known(spec, photos)
-    return ScanPlan(root, tuple(photos), tuple(skipped + unreadable),
+    plan = ScanPlan(root, tuple(photos), tuple(skipped + unreadable),
                     tuple(tuple(c) for c in chunked(todo, chunk_size)))
+    write_json(spec.out_dir / PLAN_JSON, {"root": str(root), "photos": [[p.rel, p.sha256] for p in plan.photos],
+                                          "skipped": [[s.rel, s.reason] for s in plan.skipped],
+                                          "chunks": [[[p.rel, p.sha256] for p in c] for c in plan.chunks]})
+    return plan
+
+
+def read_plan(path: Path) -> ScanPlan:
+    """The plan :func:`plan_scan` wrote."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    return ScanPlan(Path(raw["root"]), tuple(LibraryPhoto(*p) for p in raw["photos"]),
+                    tuple(Skipped(*s) for s in raw["skipped"]),
+                    tuple(tuple(LibraryPhoto(*p) for p in c) for c in raw["chunks"]))
 
 
 def progress_line(done: int, total: int, elapsed_s: float) -> str:
