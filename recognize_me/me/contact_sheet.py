@@ -28,7 +28,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1240px; margin: 1em auto; padding: 0 12px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { width: 290px; background: #f6f6f6; border-radius: 6px; padding: 6px; font-size: 0.85em; }
+.card { width: 278px; background: #f6f6f6; border-radius: 6px; padding: 6px; font-size: 0.85em; }
 .photo { position: relative; width: 100%; line-height: 0; }
 .photo img { width: 100%; height: auto; border-radius: 4px; }
 .box { position: absolute; border: 3px solid #1a9c3a; box-sizing: border-box; }
@@ -112,7 +112,7 @@ def write_contact_sheet(results: Sequence[dict[str, Any]], skipped: Sequence[Ski
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{counts['photos']} photos, {counts['faces']} faces: <b>you in {counts['found']}</b>, "
              f"{counts['near_misses']} near misses (most likely face between {near_miss:.2f} and the threshold "
-             f"{threshold:.2f}), {counts['not_judged']} files not judged. Every face is judged; a photo is "
+             f"{threshold:.2f}), {counts['not_judged']} file(s) not judged. Every face is judged; a photo is "
              "yours when any face is. Boxes: green you, orange the closest face of a near miss.</p>",
              f"<h2>Found you ({len(found)})</h2>",
              '<div class="grid">' + "".join(_card(r, threshold) for r in found) + "</div>",
