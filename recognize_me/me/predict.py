@@ -25,8 +25,8 @@ from recognize_me.me.photos import SUPPORTED_SUFFIXES, load_rgb
 
 ERROR_NO_FACE = "no face found"
 CHUNK = 64  # photos decoded, aligned and predicted together
-#: photos are decoded at most this large (longer side): enough for faces, bounded memory for 50 MP photos
-DEFAULT_MAX_SIDE = 2400
+#: photos are decoded at most this large (longer side): faces of 40+ px stay judgeable, memory stays bounded
+DEFAULT_MAX_SIDE = 2000  # a 12 MP (4032 px) JPEG decodes at half scale (Image.draft)
 
 
 @dataclass(frozen=True)
