@@ -231,3 +231,28 @@ def test_the_plan_round_trips_through_its_file(tmp_path: Path) -> None:
     assert plan.to_judge == 3 and [len(c) for c in plan.chunks] == [2, 1]
     assert read_plan(spec.out_dir / PLAN_JSON) == plan
     assert plan.skipped == (Skipped("x.txt", "unsupported format .txt"),)
+
+
+def test_bad_files_become_listed_reasons_not_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recognize_me.me.align import FaceAligner
+    from recognize_me.me.predict import detect_photo
+
+    class NoFaces:
+        def detect_faces(self, rgb):
+            return []
+
+    good = _img(tmp_path / "good.jpg", size=(300, 200))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:200])
+    frames = [Image.new("RGB", (40, 40), (i * 60, 0, 0)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:])
+    Image.new("CMYK", (300, 200), (10, 200, 30, 0)).save(tmp_path / "cmyk.jpg")
+    _img(tmp_path / "huge.png", size=(400, 400))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # "huge" = above Pillow's bomb limit
+    aligner = FaceAligner(detector=NoFaces(), trust_celeba_frame=False)
+    errors = {p.name: detect_photo(p, aligner).error for p in sorted(tmp_path.iterdir())}
+    assert errors["good.jpg"] == errors["cmyk.jpg"] == "no face found"  # decoded fine: just nobody in it
+    for name in ("empty.jpg", "cut.jpg", "anim.webp", "huge.png"):
+        assert errors[name].startswith("cannot read image:"), (name, errors[name])
+    assert "animated image (3 frames)" in errors["anim.webp"]
+    assert "decompression bomb" in errors["huge.png"].lower() or "exceeds limit" in errors["huge.png"]
