@@ -237,3 +237,23 @@ def test_a_table_without_candidates_is_returned_unchanged_without_features() -> 
     choice = choose_faces(table, features)
     assert calls == [] and choice.choices.empty
     pd.testing.assert_frame_equal(choice.table, table)
+
+
+def test_photo_checks_and_me_report_show_the_face_taken_and_the_rejections(folders, tmp_path: Path) -> None:
+    from recognize_me.me.face_choice import CHOSEN_DIR, choice_markdown
+    from recognize_me.me.report import build_me_report
+
+    _prepare(folders, tmp_path / "out")
+    run_dir = tmp_path / "run"
+    _, choice = resolve_photo_faces(tmp_path / "out" / "photos.csv", run_dir / CHOSEN_DIR, _mean_colour)
+    markdown = choice_markdown(choice)
+    agree = next(line for line in markdown.splitlines() if line.startswith("| group_agree.png"))
+    box = choice.table.loc[choice.table["path"].str.endswith("group_agree.png"), "box"].iloc[0]
+    assert f"| train | 3 | 2 | {box} |" in agree and DECISION_AGREED in agree
+    assert "no face agrees" in markdown and "cannot tell which is you" in markdown
+    report = build_me_report(run_dir, [])
+    page = report.html_path.read_text()
+    assert "<h2>Multi-face 'me' photos</h2>" in page and "group_twins.png" in page and box in page
+    assert "cannot tell which is you" in page
+    assert (run_dir / "me_face_choice.png").is_file()
+    assert report.figures["Multi-face 'me' photos: the candidate faces"] == run_dir / "me_face_choice.png"

@@ -49,6 +49,7 @@ REFERENCE_SPLITS: tuple[str, ...] = ("train", "val")
 MIN_REFERENCE = 2
 FLOOR_QUANTILE = 0.1
 CHOICE_FEATURES = "gap"
+CHOSEN_DIR = "photos_chosen"  # under the run folder: the resolved photos.csv and face_choice.csv
 FACE_CHOICE_CSV = "face_choice.csv"
 CHOICE_TABLE_COLUMNS: tuple[str, ...] = ("path", "split", "n_faces", "face", "box", "crop_path", "similarity",
                                          "taken", "decision", "reason")
@@ -167,6 +168,40 @@ def choose_faces(table: pd.DataFrame, features: FeatureFn, *, quantile: float = 
                       n_reference=len(reference))
 
 
+def choice_rows(choices: pd.DataFrame) -> list[dict[str, object]]:
+    """One row per multi-face photo for people: photo, split, faces, face taken, its box and similarity,
+    the best similarity of the faces not taken, decision, reason."""
+    rows = []
+    for path, faces in choices.groupby("path", sort=False):
+        taken = faces[faces["taken"].astype(bool)]
+        rest = faces.loc[~faces["taken"].astype(bool), "similarity"].dropna()
+        rows.append({"photo": Path(str(path)).name, "split": faces["split"].iloc[0],
+                     "faces": int(faces["n_faces"].iloc[0]),
+                     "face_taken": int(taken["face"].iloc[0]) if len(taken) else None,
+                     "box": taken["box"].iloc[0] if len(taken) else None,
+                     "similarity": _rounded(taken["similarity"].iloc[0]) if len(taken) else None,
+                     "best_other": _rounded(rest.max()) if len(rest) else None,
+                     "decision": faces["decision"].iloc[0], "reason": faces["reason"].iloc[0]})
+    return rows
+
+
+def _rounded(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 3)
+
+
+def choice_markdown(choice: FaceChoice, max_rows: int = 30) -> str:
+    """The "Multi-face 'me' photos" section of the photo-checks artifact."""
+    if choice.choices.empty:
+        return "## Multi-face 'me' photos\n\nnone\n"
+    rows = choice_rows(choice.choices)
+    head = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
+    body = "".join("| " + " | ".join("" if v is None else str(v).replace("|", "/") for v in r.values()) + " |\n"
+                   for r in rows[:max_rows])
+    more = f"\n({len(rows) - max_rows} more in {FACE_CHOICE_CSV})\n" if len(rows) > max_rows else ""
+    return (f"## Multi-face 'me' photos\n\n{choice.summary()}. Box: left,top,right,bottom in the photo's pixels; "
+            f"similarity: cosine to the single-face photos' centroid.\n\n{head}{body}{more}")
+
+
 def resolve_photo_faces(photos_csv: Path, out_dir: Path, features: FeatureFn, **rule) -> tuple[Path, FaceChoice]:
     """Read ``photos_csv``, :func:`choose_faces` (``rule``: its keyword arguments) and write
     ``out_dir/photos.csv`` and ``out_dir/face_choice.csv`` atomically. Returns (the new photos.csv, the
@@ -181,10 +216,7 @@ def resolve_photo_faces(photos_csv: Path, out_dir: Path, features: FeatureFn, **
 def base_features(base_model_path: Path, batch_size: int = 16) -> FeatureFn:
     """The feature function of the CelebA model at ``base_model_path``: crop paths -> its flip-averaged,
     L2-normalised ``gap`` features (``transfer.flip_averaged_extractor``, at the image size and crop the
-    base was trained with). The model is loaded on the first call."""
-    from recognize_me.me.transfer import base_input_settings
-
-    image_size, crop = base_input_settings(Path(base_model_path))
+    base was trained with, ``transfer.base_input_settings``). Nothing is read before the first call."""
     loaded: list = []
 
     def features(paths: Sequence[str]) -> np.ndarray:
@@ -192,12 +224,14 @@ def base_features(base_model_path: Path, batch_size: int = 16) -> FeatureFn:
 
         import recognize_me.models  # noqa: F401 - registers the custom layers the base may use
         from recognize_me.data.dataset import make_dataset
-        from recognize_me.me.transfer import flip_averaged_extractor
+        from recognize_me.me.transfer import base_input_settings, flip_averaged_extractor
 
         if not loaded:
+            image_size, crop = base_input_settings(Path(base_model_path))
             base = keras.models.load_model(base_model_path, safe_mode=True, compile=False)
-            loaded.append(flip_averaged_extractor(base, image_size, CHOICE_FEATURES))
+            loaded.append((flip_averaged_extractor(base, image_size, CHOICE_FEATURES), image_size, crop))
+        extractor, image_size, crop = loaded[0]
         data = make_dataset(list(paths), None, image_size=image_size, crop=crop, batch_size=batch_size)
-        return np.asarray(loaded[0].predict(data, verbose=0))
+        return np.asarray(extractor.predict(data, verbose=0))
 
     return features
