@@ -15,7 +15,7 @@ from recognize_me.data.check_report import DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
 from recognize_me.me.face_choice import CHOSEN_DIR, base_features, choice_markdown, resolve_photo_faces
-from recognize_me.me.photo_set import photo_counts, photo_manifest, prepare_photos
+from recognize_me.me.photo_set import PHOTO_TABLE_VERSION, photo_counts, photo_manifest, prepare_photos
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
@@ -25,10 +25,10 @@ PHOTO_CHECKS_KEY = "photo-checks"
 
 
 def _photo_folders_key(context, parameters) -> str:
-    """The photo folders (every file, sub-folders included) and the settings that shape the photo set;
-    the CelebA sample of "others" only when no others folder is given."""
+    """The photo folders (every file, sub-folders included), the settings that shape the photo set and the
+    photo table's layout version; the CelebA sample of "others" only when no others folder is given."""
     config: PipelineConfig = parameters["config"]
-    parts = [tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
+    parts = [PHOTO_TABLE_VERSION, tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
              str(config.me_split_fractions), str(config.me_min_photos)]
     if config.others_dir is None:
         parts += [str(config.celeba_others), file_digest(Path(parameters["splits_csv"]))]
@@ -71,6 +71,7 @@ def choose_me_faces(config: PipelineConfig, run_dir: Path, photos_csv: Path, bas
     """Take the user's face in each multi-face "me" photo by agreement with the single-face ones, in the
     base model's features (``face_choice``); write ``<run>/photos_chosen/photos.csv`` and, when there were
     such photos, check the result again and publish it as the photo-checks artifact."""
+    quiet_environment()  # before the base model's features import TensorFlow in the flow's process
     out, choice = resolve_photo_faces(photos_csv, Path(run_dir) / CHOSEN_DIR, base_features(base_model))
     logger = get_run_logger()
     if choice.choices.empty:

@@ -257,3 +257,17 @@ def test_photo_checks_and_me_report_show_the_face_taken_and_the_rejections(folde
     assert "cannot tell which is you" in page
     assert (run_dir / "me_face_choice.png").is_file()
     assert report.figures["Multi-face 'me' photos: the candidate faces"] == run_dir / "me_face_choice.png"
+
+
+def test_base_features_are_the_bases_flip_averaged_gap_features_loaded_on_first_call(folders, tmp_path: Path) -> None:
+    from test_transfer import _save_base
+
+    from recognize_me.me.face_choice import base_features
+
+    base_features(tmp_path / "missing" / "model.keras")  # nothing is read before the first call
+    features = base_features(_save_base(tmp_path / "base"))
+    crops = _prepare(folders, tmp_path / "out").table["crop_path"].tolist()[:5]
+    first = features(crops)
+    assert first.shape[0] == 5 and first.ndim == 2 and np.isfinite(first).all()
+    assert np.all(np.linalg.norm(first, axis=1) <= 1 + 1e-5)  # the mean of two unit vectors
+    np.testing.assert_allclose(features(crops[::-1]), first[::-1], rtol=1e-5, atol=1e-6)

@@ -45,6 +45,9 @@ MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "split", "decoda
                                      "crop_path", "face", "n_faces", "choice")
 REJECTED_COLUMNS: tuple[str, ...] = ("path", "label", "reason")
 CROPS_DIR = "crops"
+#: Changes when photos.csv's layout or meaning changes (cached photo sets of another version are not reused):
+#: "2" = one row per face, multi-face "me" photos as candidates.
+PHOTO_TABLE_VERSION = "2"
 PHOTOS_CSV = "photos.csv"
 REJECTED_CSV = "rejected.csv"
 
@@ -109,10 +112,18 @@ class Face:
 
 
 def _detect(cropper: FaceAligner, image, min_face_px: int) -> list:
-    """Every face ``cropper`` finds (``align_all``; a cropper with only ``crop`` gives its one face)."""
-    if hasattr(cropper, "align_all"):
-        return cropper.align_all(image, min_face_px=min_face_px)
-    return [cropper.crop(image)]
+    """Every face ``cropper`` finds (``align_all``; a cropper with only ``crop`` gives its one face).
+
+    When ``align_all`` finds no face wide enough to use, ``crop`` (``align``: faces under
+    ``min_face_fraction`` of the photo ignored, then the padded retry) is asked too: a tiny false detection
+    in the first pass would otherwise hide the face the padded retry finds."""
+    if not hasattr(cropper, "align_all"):
+        return [cropper.crop(image)]
+    found = cropper.align_all(image, min_face_px=min_face_px)
+    if any(f.image is not None for f in found):
+        return found
+    single = cropper.crop(image)
+    return [single] if single.image is not None else found
 
 
 def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceAligner, min_face_px: int,
