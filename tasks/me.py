@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from recognize_me.config import PipelineConfig
-from recognize_me.data.check_report import DataCheckError, raise_on_critical
+from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
 from recognize_me.me.face_choice import CHOSEN_DIR, base_features, choice_markdown, resolve_photo_faces
@@ -58,12 +58,17 @@ def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, i
                              key=PHOTO_CHECKS_KEY, description="photo checks")
     logger = get_run_logger()
     logger.info("photos per split %s; %d rejected", photos.counts(), len(photos.rejected))
+    _stop_on_critical(report, "no model will be built")
+    return Path(run_dir) / "photos" / "photos.csv"
+
+
+def _stop_on_critical(report: CheckReport, consequence: str) -> None:
+    """Log the critical photo check failures and raise ``DataCheckError`` when there are any."""
     try:
         raise_on_critical(report)
     except DataCheckError:
-        logger.error("critical photo check failures; no model will be built:\n%s", report.to_markdown())
+        get_run_logger().error("critical photo check failures; %s:\n%s", consequence, report.to_markdown())
         raise
-    return Path(run_dir) / "photos" / "photos.csv"
 
 
 @task(name="choose-me-faces")
@@ -82,11 +87,7 @@ def choose_me_faces(config: PipelineConfig, run_dir: Path, photos_csv: Path, bas
     create_markdown_artifact(f"{report.to_markdown()}\n\n{choice_markdown(choice)}\n## Photos per split\n\n"
                              f"{photo_counts(choice.table)}\n", key=PHOTO_CHECKS_KEY,
                              description="photo checks, multi-face 'me' photos resolved")
-    try:
-        raise_on_critical(report)
-    except DataCheckError:
-        logger.error("critical photo check failures after choosing faces:\n%s", report.to_markdown())
-        raise
+    _stop_on_critical(report, "after choosing the faces of multi-face 'me' photos, no transfer will run")
     return out
 
 
