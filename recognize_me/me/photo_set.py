@@ -169,8 +169,9 @@ def _face_rows(splits: pd.DataFrame, kept: list[tuple[Photo, list[Face]]]) -> pd
             rows.append({**photo_row, "crop_path": str(face.crop_path), "decodable": True,
                          "detector": face.detector, "confidence": face.confidence, "face": index,
                          "n_faces": len(faces), "box": format_box(face.box), "choice": choice,
-                         "similarity": None})
-    return pd.DataFrame(rows, columns=list(PHOTO_COLUMNS)).astype({"face": "int64", "n_faces": "int64"})
+                         "similarity": float("nan")})
+    return pd.DataFrame(rows, columns=list(PHOTO_COLUMNS)).astype(
+        {"face": "int64", "n_faces": "int64", "confidence": "float64", "similarity": "float64"})
 
 
 def format_box(box: tuple[int, int, int, int] | None) -> str:
