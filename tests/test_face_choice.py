@@ -271,3 +271,40 @@ def test_base_features_are_the_bases_flip_averaged_gap_features_loaded_on_first_
     assert first.shape[0] == 5 and first.ndim == 2 and np.isfinite(first).all()
     assert np.all(np.linalg.norm(first, axis=1) <= 1 + 1e-5)  # the mean of two unit vectors
     np.testing.assert_allclose(features(crops[::-1]), first[::-1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_real_group_photos_give_a_candidate_or_other_row_per_face(tmp_path: Path) -> None:
+    """Group photos pasted together (in tmp_path) from the shared faces, the user the smallest face; the real
+    MTCNN aligner finds every face."""
+    faces = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+    if not faces.is_dir():
+        pytest.skip(f"{faces} is absent (real data is not shipped with the project)")
+    mine = sorted((faces / "me").iterdir())[:4]
+    people = sorted(p for p in (faces / "others").iterdir() if p.is_dir())[:2]
+    strangers = [sorted(p.iterdir())[0] for p in people]
+    me, others = tmp_path / "me", tmp_path / "others"
+    me.mkdir()
+    others.mkdir()
+    for p in mine[:3]:
+        with Image.open(p) as img:
+            img.convert("RGB").save(me / f"{p.stem}.png")
+
+    def group(path: Path, photos: list[Path]) -> None:
+        canvas = Image.new("RGB", (900, 400), (90, 120, 150))
+        for i, (p, size) in enumerate(zip(photos, (260, 220, 150), strict=True)):
+            with Image.open(p) as img:
+                canvas.paste(img.convert("RGB").resize((size, size)), (30 + i * 300, 60))
+        canvas.save(path)
+
+    group(me / "group.png", [*strangers, mine[3]])
+    group(others / "group.png", [*strangers, sorted(people[1].iterdir())[1]])
+    table = prepare_photos(me, others, tmp_path / "out", seed=0, fractions=FRACTIONS).table
+    me_group = table[table["path"] == str(me / "group.png")]
+    assert me_group["choice"].tolist() == [CHOICE_CANDIDATE] * 3 and me_group["label"].eq("me").all()
+    lefts = [int(b.split(",")[0]) for b in me_group["box"]]
+    assert lefts[0] < lefts[1] < lefts[2]  # largest first: the pasted order, the user last
+    others_group = table[table["path"] == str(others / "group.png")]
+    assert others_group["choice"].tolist() == [CHOICE_EVERY] * 3 and others_group["face"].tolist() == [0, 1, 2]
+    assert (table.loc[table["path"].str.contains("/me/") & (table["choice"] == CHOICE_ONLY)].shape[0]) == 3
