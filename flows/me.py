@@ -14,7 +14,7 @@ from recognize_me.me.photo_set import photo_test_set_digest
 from recognize_me.me.plan import pick_base_model, plan_transfer_jobs, skipped_strategies
 from recognize_me.me.report import best_transfer_dir
 from recognize_me.training.plan import threads_per_worker, worker_count
-from tasks.me import publish_me_report
+from tasks.me import choose_me_faces, publish_me_report
 from tasks.registry import promote
 
 
@@ -25,6 +25,7 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
     if base is None:
         print("no CelebA model completed: nothing to transfer from")
         return None
+    photos_csv = choose_me_faces(config, run_dir, photos_csv, base)
     n_workers = worker_count(config, 2)
     skipped = skipped_strategies(config)
     for row in skipped:

@@ -11,10 +11,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from recognize_me.config import PipelineConfig
-from recognize_me.data.check_report import DataCheckError, raise_on_critical
+from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
-from recognize_me.me.photo_set import prepare_photos
+from recognize_me.me.face_choice import CHOSEN_DIR, base_features, choice_markdown, resolve_photo_faces
+from recognize_me.me.photo_set import PHOTO_TABLE_VERSION, photo_counts, photo_manifest, prepare_photos
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
@@ -24,10 +25,10 @@ PHOTO_CHECKS_KEY = "photo-checks"
 
 
 def _photo_folders_key(context, parameters) -> str:
-    """The photo folders (every file, sub-folders included) and the settings that shape the photo set;
-    the CelebA sample of "others" only when no others folder is given."""
+    """The photo folders (every file, sub-folders included), the settings that shape the photo set and the
+    photo table's layout version; the CelebA sample of "others" only when no others folder is given."""
     config: PipelineConfig = parameters["config"]
-    parts = [tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
+    parts = [PHOTO_TABLE_VERSION, tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
              str(config.me_split_fractions), str(config.me_min_photos)]
     if config.others_dir is None:
         parts += [str(config.celeba_others), file_digest(Path(parameters["splits_csv"]))]
@@ -51,16 +52,43 @@ def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, i
     rejected = "\n".join(f"- `{r.path.name}`: {r.reason}" for r in photos.rejected[:20]) or "none"
     create_markdown_artifact(f"{report.to_markdown()}\n\n## Rejected photos ({len(photos.rejected)})\n\n"
                              f"{rejected}\n\n## Photos per split\n\n{photos.counts()}\n\n## Face found by\n\n"
-                             f"{photos.table['detector'].value_counts().to_dict()}\n",
+                             f"{photos.table['detector'].value_counts().to_dict()}\n\n## Multi-face 'me' photos\n\n"
+                             f"{report.stats.get('me_photos_face_not_chosen', 0)}: the face is chosen once the "
+                             f"CelebA base model is trained (task choose-me-faces)\n",
                              key=PHOTO_CHECKS_KEY, description="photo checks")
     logger = get_run_logger()
     logger.info("photos per split %s; %d rejected", photos.counts(), len(photos.rejected))
+    _stop_on_critical(report, "no model will be built")
+    return Path(run_dir) / "photos" / "photos.csv"
+
+
+def _stop_on_critical(report: CheckReport, consequence: str) -> None:
+    """Log the critical photo check failures and raise ``DataCheckError`` when there are any."""
     try:
         raise_on_critical(report)
     except DataCheckError:
-        logger.error("critical photo check failures; no model will be built:\n%s", report.to_markdown())
+        get_run_logger().error("critical photo check failures; %s:\n%s", consequence, report.to_markdown())
         raise
-    return Path(run_dir) / "photos" / "photos.csv"
+
+
+@task(name="choose-me-faces")
+def choose_me_faces(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path) -> Path:
+    """Take the user's face in each multi-face "me" photo by agreement with the single-face ones, in the
+    base model's features (``face_choice``); write ``<run>/photos_chosen/photos.csv`` and, when there were
+    such photos, check the result again and publish it as the photo-checks artifact."""
+    quiet_environment()  # before the base model's features import TensorFlow in the flow's process
+    out, choice = resolve_photo_faces(photos_csv, Path(run_dir) / CHOSEN_DIR, base_features(base_model))
+    logger = get_run_logger()
+    if choice.choices.empty:
+        return out
+    logger.info("%s", choice.summary())
+    report = check_photos(photo_manifest(choice.table), min_me=config.me_min_photos,
+                          docs_dir=Path(run_dir) / "data_docs")
+    create_markdown_artifact(f"{report.to_markdown()}\n\n{choice_markdown(choice)}\n## Photos per split\n\n"
+                             f"{photo_counts(choice.table)}\n", key=PHOTO_CHECKS_KEY,
+                             description="photo checks, multi-face 'me' photos resolved")
+    _stop_on_critical(report, "after choosing the faces of multi-face 'me' photos, no transfer will run")
+    return out
 
 
 @task(name="publish-me-report")

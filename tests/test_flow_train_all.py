@@ -119,6 +119,10 @@ def test_recognize_me_stage_trains_every_strategy_side_by_side(prefect_server, d
     assert "ROC curves (strangers)" in report and "recall_at_1pct_far" in report
     photos = pd.read_csv(run_dir / "photos" / "photos.csv")
     assert set(photos["detector"]) <= {"mtcnn", "mtcnn_padded", "celeba_frame"}  # every photo aligned
+    chosen = pd.read_csv(run_dir / "photos_chosen" / "photos.csv")  # faces chosen: what the transfer trained on
+    assert not (chosen["choice"] == "candidate").any() and "<h2>Multi-face 'me' photos</h2>" in report
+    counts = json.loads((run_dir / "me" / "feature_extraction" / "metrics.json").read_text())["counts"]
+    assert sum(sum(c.values()) for c in counts.values()) == len(chosen)
     assert ModelRegistry(tmp_path / "registry").champion("recognize_me") is not None
     assert {"recognize-me-metrics", "photo-checks", "promotion-recognize-me"} <= _artifact_keys()
 

@@ -87,11 +87,19 @@ def check_celeba(attributes: pd.DataFrame, partition: pd.DataFrame | None, manif
 
 def check_photos(photos: pd.DataFrame, *, min_me: int, docs_dir: Path | None = None,
                  suites_dir: Path | None = None) -> CheckReport:
-    """Check the user's photo manifest (path, label, sha256, split, decodable, width, height)."""
+    """Check the user's photo manifest (path, label, sha256, split, decodable, width, height; optional
+    face, n_faces, choice: one row per face of a multi-face photo, see ``photo_set.prepare_photos``).
+
+    ``min_me`` counts "me" photos: a multi-face "me" photo whose face is not chosen yet (rows with
+    choice "candidate") counts once."""
     started = time.perf_counter()
     _require(photos, ["path", "label", "sha256", "split", "decodable"], "photos")
     frame = photos.copy()
-    frame["is_me"] = (frame["label"] == "me").astype("int64")
+    face = frame["face"] if "face" in frame.columns else pd.Series(0, index=frame.index)
+    frame["photo_face"] = frame["path"].astype(str) + "#" + face.astype(str)
+    choice = frame["choice"] if "choice" in frame.columns else pd.Series("", index=frame.index)
+    candidate = choice == "candidate"
+    frame["is_me"] = ((frame["label"] == "me") & ~(candidate & frame["path"].duplicated())).astype("int64")
     # Distinct splits per content hash; rows without a hash get NaN (reported by the not-null check).
     frame["splits_per_sha256"] = frame.groupby("sha256")["split"].transform("nunique")
     stats: dict[str, int | float] = {
@@ -100,6 +108,9 @@ def check_photos(photos: pd.DataFrame, *, min_me: int, docs_dir: Path | None = N
         "undecodable": int((~frame["decodable"].astype(bool)).sum()),
         "sha256_in_several_splits": int(frame.loc[frame["splits_per_sha256"] > 1, "sha256"].nunique()),
     }
+    if "n_faces" in frame.columns:
+        stats["multi_face_photos"] = int(frame.loc[frame["n_faces"] > 1, "path"].nunique())
+        stats["me_photos_face_not_chosen"] = int(frame.loc[candidate, "path"].nunique())
     suite = load_suite("photos", {"min_me": min_me}, suites_dir)
     return _run([(suite, frame)], stats, docs_dir, started)
 

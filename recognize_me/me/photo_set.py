@@ -3,6 +3,11 @@
 ``prepare_photos`` turns ``me/`` (label "me") and ``others/`` (label "other") into CelebA-aligned
 178x218 PNG crops under ``out_dir/crops/`` (``align.FaceAligner``: MTCNN landmarks onto CelebA's
 template) plus a table saying which split each photo belongs to and which detector found its face.
+
+Photos with several faces: in ``others/`` every face is an "other" (one row per face, ``choice`` "every").
+In ``me/`` each face becomes a *candidate* row (``choice`` "candidate"): which one is the user is decided
+later by ``face_choice.choose_faces``, by agreement with the single-face "me" photos in the features of
+the CelebA base model (trained after the photos are prepared), never by size here.
 When there is no ``others/`` folder, the "other" photos are a seeded sample of CelebA's aligned images,
 aligned again by the same aligner so every photo is framed and filled identically.
 Optional "strangers" (split ``strangers``): photos of people in no training split, scored apart.
@@ -20,27 +25,40 @@ from pathlib import Path
 import pandas as pd
 
 from recognize_me.fileio import write_with
-from recognize_me.me.align import REASON_NO_FACE, FaceAligner
+from recognize_me.me.align import MIN_JUDGED_FACE_PX, REASON_NO_FACE, REASON_TOO_SMALL, FaceAligner
 from recognize_me.me.photos import Photo, Rejected, check_photo, load_rgb, scan_photos
 from recognize_me.me.splits import assign_splits
 
 ME_LABEL = "me"
 OTHER_LABEL = "other"
 PHOTO_COLUMNS: tuple[str, ...] = ("path", "crop_path", "label", "sha256", "split", "width", "height",
-                                  "decodable", "detector", "confidence")
+                                  "decodable", "detector", "confidence", "face", "n_faces", "box", "choice",
+                                  "similarity")
+#: ``choice``: how a row's face was taken from its photo.
+CHOICE_ONLY = "only"  # the photo's only face
+CHOICE_EVERY = "every"  # an "other" photo with several faces: every face is a row
+CHOICE_CANDIDATE = "candidate"  # a face of a multi-face "me" photo, not chosen yet (face_choice)
+CHOICE_AGREED = "agreed"  # chosen by face_choice: the one face agreeing with the single-face "me" photos
+CHOICE_LARGEST = "largest"  # chosen by face_choice without single-face "me" photos to compare: the largest
 STRANGERS_SPLIT = "strangers"
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "sha256", "split", "decodable", "width", "height",
-                                     "crop_path")
+                                     "crop_path", "face", "n_faces", "choice")
 REJECTED_COLUMNS: tuple[str, ...] = ("path", "label", "reason")
 CROPS_DIR = "crops"
+#: Changes when photos.csv's layout or meaning changes (cached photo sets of another version are not reused):
+#: "2" = one row per face, multi-face "me" photos as candidates.
+PHOTO_TABLE_VERSION = "2"
 PHOTOS_CSV = "photos.csv"
 REJECTED_CSV = "rejected.csv"
 
 
 @dataclass
 class PhotoSet:
-    """``table``: one row per usable photo (columns ``PHOTO_COLUMNS``; ``path`` is the original file,
-    ``crop_path`` the 178x218 image the models see, ``width``/``height`` the original's displayed size).
+    """``table``: one row per usable face (columns ``PHOTO_COLUMNS``; ``path`` is the original file,
+    ``crop_path`` the 178x218 image the models see, ``width``/``height`` the original's displayed size;
+    ``face`` its index in the photo, largest first, of ``n_faces``; ``box`` "left,top,right,bottom" in the
+    photo's pixels, empty for an already-framed image; ``choice`` see ``CHOICE_*``; ``similarity`` is set
+    by ``face_choice`` for chosen faces).
     ``rejected``: files that cannot be used, with the reason (undecodable, unsupported, no face...)."""
 
     table: pd.DataFrame
@@ -48,18 +66,30 @@ class PhotoSet:
 
     def to_manifest(self) -> pd.DataFrame:
         """The frame ``checks.check_photos`` expects (path, label, sha256, split, decodable, width,
-        height; plus crop_path). Rejected files are not rows: they are listed in ``rejected.csv``."""
-        return self.table.loc[:, list(MANIFEST_COLUMNS)].copy()
+        height; plus crop_path, face, n_faces, choice). Rejected files are not rows: they are listed in
+        ``rejected.csv``."""
+        return photo_manifest(self.table)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """{split: {label: number of photos}} for every split and label (zeros included); ``strangers``
-        only when there are any."""
-        out: dict[str, dict[str, int]] = {}
-        splits = ["train", "val", "test"] + ([STRANGERS_SPLIT] if (self.table["split"] == STRANGERS_SPLIT).any() else [])
-        for split in splits:
-            rows = self.table[self.table["split"] == split]
-            out[split] = {label: int((rows["label"] == label).sum()) for label in (ME_LABEL, OTHER_LABEL)}
-        return out
+        """{split: {label: number of faces}} for every split and label (zeros included); ``strangers``
+        only when there are any. A multi-face "me" photo whose face is not chosen yet counts once."""
+        return photo_counts(self.table)
+
+
+def photo_manifest(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s columns that ``checks.check_photos`` reads (see :meth:`PhotoSet.to_manifest`)."""
+    return table.loc[:, list(MANIFEST_COLUMNS)].copy()
+
+
+def photo_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """See :meth:`PhotoSet.counts`."""
+    table = table[~((table["choice"] == CHOICE_CANDIDATE) & table["path"].duplicated())]
+    out: dict[str, dict[str, int]] = {}
+    splits = ["train", "val", "test"] + ([STRANGERS_SPLIT] if (table["split"] == STRANGERS_SPLIT).any() else [])
+    for split in splits:
+        rows = table[table["split"] == split]
+        out[split] = {label: int((rows["label"] == label).sum()) for label in (ME_LABEL, OTHER_LABEL)}
+    return out
 
 
 def _sample_celeba(images: Sequence[Path], n: int, seed: int) -> list[Path]:
@@ -71,13 +101,36 @@ def _sample_celeba(images: Sequence[Path], n: int, seed: int) -> list[Path]:
     return sorted(chosen, key=lambda p: p.parts)
 
 
-Aligned = tuple[Path, str | None, float | None]  # crop path, detector, confidence
+@dataclass(frozen=True)
+class Face:
+    """One aligned face of a photo: its crop, which detector pass found it, its confidence and box."""
+
+    crop_path: Path
+    detector: str | None
+    confidence: float | None
+    box: tuple[int, int, int, int] | None
 
 
-def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceAligner,
-                done: dict[str, Aligned | str]) -> Aligned | str:
-    """Write the CelebA-aligned crop of ``photo``; return (its path, detector, confidence), or the reason
-    there is none.
+def _detect(cropper: FaceAligner, image, min_face_px: int) -> list:
+    """Every face ``cropper`` finds (``align_all``; a cropper with only ``crop`` gives its one face).
+
+    When ``align_all`` finds no face wide enough to use, ``crop`` (``align``: faces under
+    ``min_face_fraction`` of the photo ignored, then the padded retry) is asked too: a tiny false detection
+    in the first pass would otherwise hide the face the padded retry finds."""
+    if not hasattr(cropper, "align_all"):
+        return [cropper.crop(image)]
+    found = cropper.align_all(image, min_face_px=min_face_px)
+    if any(f.image is not None for f in found):
+        return found
+    single = cropper.crop(image)
+    return [single] if single.image is not None else found
+
+
+def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceAligner, min_face_px: int,
+                done: dict[str, list[Face] | str]) -> list[Face] | str:
+    """Write the CelebA-aligned crop of every face of ``photo`` (largest first); return them, or the reason
+    there is none. Faces narrower than ``min_face_px`` are left out. One face: ``<sha256[:16]>.png``;
+    several: ``<sha256[:16]>_<index>.png``.
 
     ``done`` caches results by content hash, so copies of one picture are detected once.
     """
@@ -87,36 +140,65 @@ def _crop_photo(photo: Photo, crops_dir: Path, cropper: FaceAligner,
     try:
         image = load_rgb(photo.path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a rejection, never a crash
-        result: Aligned | str = f"cannot decode image: {exc}"
+        result: list[Face] | str = f"cannot decode image: {exc}"
     else:
-        crop = cropper.crop(image)
-        if crop.image is None:
-            result = crop.reason or REASON_NO_FACE
+        found = _detect(cropper, image, min_face_px)
+        usable = [f for f in found if f.image is not None]
+        if not usable:
+            too_small = any(f.reason == REASON_TOO_SMALL for f in found)
+            result = REASON_TOO_SMALL if too_small else (found[0].reason if found else REASON_NO_FACE)
         else:
-            target = crops_dir / f"{key[:16]}.png"
-            framed = crop.image
-            write_with(target, lambda p: framed.save(p, format="PNG"), suffix=".png")
-            result = (target, getattr(crop, "detector", None), getattr(crop, "confidence", None))
+            result = []
+            for index, crop in enumerate(usable):
+                target = crops_dir / (f"{key[:16]}.png" if len(usable) == 1 else f"{key[:16]}_{index}.png")
+                framed = crop.image
+                write_with(target, lambda p, img=framed: img.save(p, format="PNG"), suffix=".png")
+                result.append(Face(target, getattr(crop, "detector", None), getattr(crop, "confidence", None),
+                                   getattr(crop, "box", None)))
     done[key] = result
     return result
+
+
+def _face_rows(splits: pd.DataFrame, kept: list[tuple[Photo, list[Face]]]) -> pd.DataFrame:
+    """One row per face: the photo's row of ``splits`` (same order as ``kept``) repeated per face."""
+    rows = []
+    for photo_row, (photo, faces) in zip(splits.to_dict("records"), kept, strict=True):
+        several = len(faces) > 1
+        choice = (CHOICE_CANDIDATE if photo.label == ME_LABEL else CHOICE_EVERY) if several else CHOICE_ONLY
+        for index, face in enumerate(faces):
+            rows.append({**photo_row, "crop_path": str(face.crop_path), "decodable": True,
+                         "detector": face.detector, "confidence": face.confidence, "face": index,
+                         "n_faces": len(faces), "box": format_box(face.box), "choice": choice,
+                         "similarity": float("nan")})
+    return pd.DataFrame(rows, columns=list(PHOTO_COLUMNS)).astype(
+        {"face": "int64", "n_faces": "int64", "confidence": "float64", "similarity": "float64"})
+
+
+def format_box(box: tuple[int, int, int, int] | None) -> str:
+    """"left,top,right,bottom" (photo pixels), or "" for no box."""
+    return "" if box is None else ",".join(str(int(v)) for v in box)
 
 
 def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed: int,
                    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                    celeba_images: Sequence[Path] = (), celeba_others: int = 200,
                    cropper: FaceAligner | None = None, strangers_dir: Path | None = None,
-                   stranger_images: Sequence[Path] = (), n_strangers: int = 0) -> PhotoSet:
+                   stranger_images: Sequence[Path] = (), n_strangers: int = 0,
+                   min_face_px: int = MIN_JUDGED_FACE_PX) -> PhotoSet:
     """Scan, align and split the photos; write ``photos.csv``, ``rejected.csv`` and ``crops/``.
 
     - ``me_dir`` (label "me") and ``others_dir`` (label "other") are scanned recursively with
       ``photos.scan_photos``; undecodable and unsupported files are rejected with its reason.
     - With ``others_dir=None`` the "other" photos are ``celeba_others`` paths sampled (seeded) from
       ``celeba_images``. ``ValueError`` if neither source of "other" photos is given.
-    - Every photo, CelebA ones included, is aligned by ``cropper`` (default ``FaceAligner()``) into
-      ``out_dir/crops/<sha256[:16]>.png``; ``detector`` and ``confidence`` say what found the face. A
-      photo without a detectable face is rejected with the reason ("no face found").
+    - Every face of every photo, CelebA ones included, is aligned by ``cropper`` (default
+      ``FaceAligner()``, its ``align_all``) into ``out_dir/crops/``; ``detector`` and ``confidence`` say
+      what found the face. Faces narrower than ``min_face_px`` photo pixels are left out; a photo without
+      a usable face is rejected with the reason ("no face found", "face too small to judge").
+    - Several faces: an "other" photo gives one row per face; a "me" photo gives one ``candidate`` row
+      per face, resolved later by ``face_choice.choose_faces`` (see the module docstring).
     - Splits: ``photo_splits.assign_splits`` on the hash of the original file, so a photo keeps its
-      split across runs and copies share one.
+      split across runs and copies share one; every face of a photo is in the photo's split.
     - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
       ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split,
       e.g. CelebA's test partition, whose identities are disjoint from its train partition). A stranger
@@ -142,18 +224,18 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
                 rejected_rows.append((checked, label))
         return found
 
-    def align_all(photos: list[Photo]) -> list[tuple[Photo, Aligned]]:
+    def align_all(photos: list[Photo]) -> list[tuple[Photo, list[Face]]]:
         kept = []
         for photo in photos:
-            result = _crop_photo(photo, crops_dir, cropper, done)
-            if isinstance(result, tuple):
+            result = _crop_photo(photo, crops_dir, cropper, min_face_px, done)
+            if isinstance(result, list):
                 kept.append((photo, result))
             else:
                 rejected_rows.append((Rejected(photo.path, result), photo.label))
         return kept
 
     rejected_rows: list[tuple[Rejected, str]] = []
-    done: dict[str, Aligned | str] = {}
+    done: dict[str, list[Face] | str] = {}
     me_photos = scan(Path(me_dir), ME_LABEL, (), 0)
     others = scan(others_dir, OTHER_LABEL, celeba_images if others_dir is None else (), celeba_others)
     kept = align_all(me_photos + others)
@@ -165,11 +247,7 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
         extra = assign_splits([p for p, _ in strangers], seed=seed, fractions=fractions, positive_label=ME_LABEL)
         splits = pd.concat([splits, extra.assign(split=STRANGERS_SPLIT)], ignore_index=True)
         kept += strangers
-    splits.insert(1, "crop_path", [str(a[0]) for _, a in kept])
-    splits["decodable"] = True
-    splits["detector"] = [a[1] for _, a in kept]
-    splits["confidence"] = [a[2] for _, a in kept]
-    table = splits.loc[:, list(PHOTO_COLUMNS)].reset_index(drop=True)
+    table = _face_rows(splits.reset_index(drop=True), kept)
 
     rejected_rows.sort(key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
     rejected = [r for r, _ in rejected_rows]
@@ -181,9 +259,13 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
 
 
 def load_photo_table(photos_csv: Path) -> pd.DataFrame:
-    """Read a ``photos.csv`` written by :func:`prepare_photos` (strings kept as strings)."""
-    return pd.read_csv(photos_csv, dtype={"path": str, "crop_path": str, "label": str, "sha256": str,
-                                          "split": str, "detector": str})
+    """Read a ``photos.csv`` written by :func:`prepare_photos` or ``face_choice`` (strings kept as strings;
+    a file from before multi-face photos gets face 0 of 1, choice "only")."""
+    table = pd.read_csv(photos_csv, dtype={"path": str, "crop_path": str, "label": str, "sha256": str,
+                                           "split": str, "detector": str, "box": str, "choice": str})
+    defaults = {"face": 0, "n_faces": 1, "box": "", "choice": CHOICE_ONLY, "similarity": float("nan")}
+    table = table.assign(**{c: v for c, v in defaults.items() if c not in table.columns})
+    return table.assign(box=table["box"].fillna(""))
 
 
 def photo_test_set_digest(photos_csv: Path) -> str:

@@ -24,6 +24,7 @@ ROW_COLUMNS: tuple[str, ...] = ("strategy", "status", "champion", "val_roc_auc",
                                 "strangers_accuracy", "strangers_false_accept", "strangers_recall_at_1pct_far",
                                 "test_photos", "strangers_photos", "train_time_s")
 MAX_MISCLASSIFIED = 16
+MAX_CHOICE_FACES = 24
 CM_LABELS_DEFAULT = ["other", "me"]
 
 
@@ -64,8 +65,9 @@ def _relative(path: Path, run_dir: Path) -> str:
 
 
 def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
-    """Write figures and ``run_dir/me_report.html``: metrics table, counts per split, a confusion matrix
-    and a grid of misclassified test photos per strategy, and one ROC plot with every strategy."""
+    """Write figures and ``run_dir/me_report.html``: metrics table, counts per split, the face taken from
+    each multi-face "me" photo, a confusion matrix and a grid of misclassified test photos per strategy,
+    and one ROC plot with every strategy."""
     run_dir = Path(run_dir)
     champion = best_transfer_dir(results)
     done = sorted((r for r in results if (r.get("status") or "completed") == "completed"),
@@ -127,6 +129,7 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
         counts = done[0]["counts"]
         page += ["<h2>Photos per split</h2>",
                  table_html([{"split": s, **{k: int(v) for k, v in c.items()}} for s, c in counts.items()])]
+    page += _face_choice_section(run_dir, figures)
     if "ROC curves (test)" in figures:
         page += ["<h2>ROC curves (test)</h2>", _img(figures["ROC curves (test)"], "ROC curves", run_dir)]
     if "ROC curves (strangers)" in figures:
@@ -136,6 +139,35 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
         page += ["<h2>Per strategy</h2>", "<div class='cols'>" + "".join(columns) + "</div>"]
     html_path = write_text(run_dir / "me_report.html", "\n".join(page))
     return MeReport(html_path=html_path, rows=rows, figures=figures)
+
+
+def _face_choice_section(run_dir: Path, figures: dict[str, Path]) -> list[str]:
+    """Which face was taken from each multi-face "me" photo (``face_choice``'s ``face_choice.csv``): a table
+    and a grid of the candidate faces; nothing when the run has no such file."""
+    from recognize_me.me.face_choice import CHOSEN_DIR, FACE_CHOICE_CSV, choice_rows
+
+    csv = run_dir / CHOSEN_DIR / FACE_CHOICE_CSV
+    if not csv.is_file():
+        return []
+    choices = pd.read_csv(csv, dtype={"path": str, "split": str, "box": str, "crop_path": str, "decision": str,
+                                      "reason": str})
+    part = ["<h2>Multi-face 'me' photos</h2>"]
+    if choices.empty:
+        return part + ["<p>None: every 'me' photo has one face.</p>"]
+    part += ["<p>The face taken from each 'me' photo with several faces: the one face whose base-model features "
+             "agree with the single-face 'me' photos (cosine similarity to their centroid at least what they "
+             "reach among themselves); a photo where no face or several faces agree is left out. Box: "
+             "left,top,right,bottom in the photo's pixels.</p>", table_html(choice_rows(choices))]
+    shown = choices.head(MAX_CHOICE_FACES)
+    if all(Path(c).is_file() for c in shown["crop_path"]):
+        title = "Multi-face 'me' photos: the candidate faces"
+        captions = [f"{Path(r.path).name[:22]} face {r.face}\n{'TAKEN' if r.taken else 'not taken'}"
+                    + ("" if pd.isna(r.similarity) else f", similarity {r.similarity:.3f}")
+                    for r in shown.itertuples()]
+        figures[title] = plots.face_grid([Path(c) for c in shown["crop_path"]], captions,
+                                         run_dir / "me_face_choice.png", cols=6)
+        part.append(_img(figures[title], title, run_dir))
+    return part
 
 
 def _img(path: Path, title: str, run_dir: Path) -> str:
