@@ -180,3 +180,14 @@ def test_demo_faces_are_found_by_the_real_detector(tmp_path: Path) -> None:
     assert sum(r.detector in (DETECTOR_MTCNN, DETECTOR_MTCNN_PADDED) for r in found) >= 4
     assert all(r.confidence is None or r.confidence >= aligner.min_confidence for r in found)
 
+
+
+def test_align_all_retries_padded_when_the_plain_pass_sees_only_a_tiny_false_face() -> None:
+    tiny = _face(np.array([[10, 10], [14, 10], [12, 12], [10, 14], [14, 14]], dtype=float))
+    tiny["box"] = [10, 10, 12, 12]  # a 12-px "face" in texture
+    real = _face(_apply(_similarity(0.0, 1.0, (0.0, 0.0)), TEMPLATE.astype(float)))
+    stub = _Stub([tiny], [real])  # plain pass: a 12-px "face"; padded pass: the real one
+    faces = FaceAligner(detector=stub).align_all(Image.new("RGB", (178, 218)), min_face_px=40)
+    assert len(stub.shapes) == 2 and faces[0].detector == DETECTOR_MTCNN_PADDED and faces[0].image is not None
+    only_tiny = FaceAligner(detector=_Stub([tiny], [])).align_all(Image.new("RGB", (300, 300)), min_face_px=40)
+    assert [f.reason for f in only_tiny] == ["face too small to judge"]  # listed, not dropped, not guessed

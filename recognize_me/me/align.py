@@ -111,6 +111,10 @@ def warp_to_template(rgb: np.ndarray, matrix: np.ndarray, fill: Fill = "face_box
     return out
 
 
+def _width(face: dict[str, Any]) -> float:
+    return face["box"][2] - face["box"][0]
+
+
 class FaceAligner:
     """Detect the face (MTCNN), align it to CelebA's template and fill the frame (``fill``).
 
@@ -195,10 +199,13 @@ class FaceAligner:
         faces, how = self.find_all(rgb)
         return (faces[0], len(faces), how) if faces else (None, 0, how)
 
-    def find_all(self, rgb: np.ndarray, min_fraction: float | None = None) -> tuple[list[dict[str, Any]], str]:
-        """(every face, largest first; detector name or reason): the plain pass, else the padded retry."""
+    def find_all(self, rgb: np.ndarray, min_fraction: float | None = None,
+                 min_width: float = 0.0) -> tuple[list[dict[str, Any]], str]:
+        """(every face, largest first; detector name or reason): the plain pass, else the padded retry.
+        The retry also runs when the plain pass found no face at least ``min_width`` pixels wide (a
+        tiny false detection must not hide a tight crop's face)."""
         faces = self._faces(rgb, min_fraction)
-        if faces:
+        if faces and _width(faces[0]) >= min_width:
             return faces, DETECTOR_MTCNN
         h, w = rgb.shape[:2]
         py, px = round(self.retry_pad * h), round(self.retry_pad * w)
@@ -211,9 +218,9 @@ class FaceAligner:
                 cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
                 if 0 <= cx < w and 0 <= cy < h:
                     inside.append({**face, "box": box, "points": face["points"] - [px, py]})
-            if inside:
+            if inside and _width(inside[0]) >= min_width:
                 return inside, DETECTOR_MTCNN_PADDED
-        return [], REASON_NO_FACE
+        return (faces, DETECTOR_MTCNN) if faces else ([], REASON_NO_FACE)
 
     def align(self, img: Image.Image) -> AlignResult:
         """Detect, align and fill the largest face of ``img`` (any mode; pass it upright,
@@ -236,7 +243,7 @@ class FaceAligner:
         rgb = np.asarray(to_rgb(img), dtype=np.uint8)
         if rgb.size == 0:
             return [AlignResult(image=None, box=None, n_faces=0, reason=REASON_NO_FACE)]
-        faces, how = self.find_all(rgb, min_fraction=0.0)
+        faces, how = self.find_all(rgb, min_fraction=0.0, min_width=min_face_px)
         if not faces:
             return [self._framed_or_none(rgb, how)]
         out = []
