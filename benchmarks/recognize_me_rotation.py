@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         for strategy, x in features.items():
             results.append({"rotation": cell.rotation, "me": cell.me, "draw": cell.draw, "n_train": cell.n_train,
                             "strategy": strategy, **score_cell(cell, x, y, args.seed)})
-    frame = pd.DataFrame(results)
+    frame = pd.DataFrame(results, columns=["rotation", "me", "draw", "n_train", "strategy", "accuracy", "f1", "auc",
+                                           "strangers_false_accept"])
     (args.work / f"{args.name}-cells.csv").write_text(frame.to_csv(index=False))
     for row in summarize(frame):
         bench.row(**row)
