@@ -32,21 +32,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from recognize_me.catalog import FEATURES, STRATEGIES
 from recognize_me.fileio import write_json, write_with
 
 if TYPE_CHECKING:
     import keras
 
-Strategy = Literal["feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"]
-STRATEGIES: tuple[str, ...] = ("feature_extraction", "fine_tuning", "from_scratch", "reference_dlib")
 REFERENCE_STRATEGY = "reference_dlib"
-Features = Literal["auto", "embedding", "gap", "concat", "spatial"]
-FEATURES: tuple[str, ...] = ("auto", "embedding", "gap", "concat", "spatial")
 LOGREG_CS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 FAR_TARGET = 0.01  # recall is also reported at this false-accept rate
 TransferHook = Callable[[str, int, int, dict], None]  # (strategy, epoch 1-based, epochs, logs)
@@ -61,7 +58,7 @@ CM_LABELS: tuple[str, str] = ("other", "me")  # confusion matrix order: index 0 
 
 @dataclass(frozen=True)
 class TransferJob:
-    strategy: Strategy
+    strategy: str  # a name in recognize_me.catalog.STRATEGIES
     base_model_path: Path  # a CelebA model's model.keras
     photos_csv: Path  # written by me_photos.prepare_photos
     out_dir: Path
@@ -72,16 +69,13 @@ class TransferJob:
     learning_rate: float = 1e-3
     seed: int = 0
     threads: int = 1
-    features: Features = "auto"  # feature_extraction: which base layer(s) to read
+    features: str = "auto"  # feature_extraction: which base layer(s) to read (recognize_me.catalog.FEATURES)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
-        if self.epochs < (2 if self.strategy == "fine_tuning" else 1):
-            raise ValueError(f"{self.strategy} needs epochs >= {2 if self.strategy == 'fine_tuning' else 1}, "
-                             f"got {self.epochs}")
+        entry = STRATEGIES.get(self.strategy)  # ValueError naming the valid ones
+        FEATURES.get(self.features)
+        if self.epochs < entry.min_epochs:
+            raise ValueError(f"{self.strategy} needs epochs >= {entry.min_epochs}, got {self.epochs}")
         if self.batch_size < 1 or self.learning_rate <= 0 or self.threads < 1:
             raise ValueError("batch_size and threads must be >= 1 and learning_rate > 0")
 
@@ -389,7 +383,7 @@ def train_transfer(job: TransferJob, on_epoch: TransferHook | None = None) -> di
     scores = {split: scorer(split) if data[split][0] else np.zeros(0) for split in ("val", "test", "strangers")}
     summary = evaluate_scores(data, scores)
     summary.update({
-        "strategy": job.strategy, "status": "completed", "promotable": model is not None,
+        "strategy": job.strategy, "status": "completed", "promotable": STRATEGIES.get(job.strategy).promotable,
         "class_weight": {str(k): v for k, v in weights.items()}, "unfrozen_layers": unfrozen,
         "epochs_run": int(sum(len(h) for h in histories)),
         "params": int(model.count_params()) if model is not None else None,

@@ -21,13 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recognize_me.catalog import MODELS
 from recognize_me.fileio import write_json, write_with
 
 EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1-based, epochs, logs)
-
-#: Each model trains with base seed + its offset, so models differ but stay reproducible.
-SEED_OFFSETS = {"baseline_cnn": 0, "cnn_scheduled": 1000, "cnn_thresholded": 2000, "resnet": 3000,
-                "vgg16_finetune": 4000, "resnet_identity": 5000}
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,8 @@ class TrainJob:
 
     @property
     def model_seed(self) -> int:
-        return self.seed + SEED_OFFSETS.get(self.model, 9000)
+        """Base seed + the model's catalog offset, so models differ but stay reproducible."""
+        return self.seed + MODELS.get(self.model).seed_offset
 
     def cache_key(self) -> str:
         """What the trained model depends on (splits, listed images, hyperparameters), not where it runs."""
@@ -279,7 +277,7 @@ def load_split_identities(splits_csv: Path) -> dict[str, np.ndarray | None]:
 
 def _weights_note(job: TrainJob) -> dict[str, Any]:
     """For the transfer model: which weights it started from (``none`` = trained from scratch)."""
-    if job.model != "vgg16_finetune":
+    if not MODELS.get(job.model).reads_vgg_weights:
         return {}
     return {"vgg_weights": job.vgg_weights, "trained_from_scratch": job.vgg_weights.strip().lower() == "none"}
 
