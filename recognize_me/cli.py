@@ -1,4 +1,4 @@
-"""Command line: ``recognize-me demo-data | validate | train | demo``.
+"""The ``recognize-me`` command line: ``recognize-me --help`` lists its commands (see ``build_parser``).
 
 Config flags are generated from ``PipelineConfig``'s fields (``--image-size 64 64``, ``--models a b``,
 ``--no-augment-flip``); ``--config FILE.json`` loads a saved config and flags override it. Values are
@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from recognize_me.catalog import MODELS
 from recognize_me.config import PipelineConfig
+from recognize_me.console import filtered_stderr, import_tensorflow_quietly, quiet_environment
 from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 from recognize_me.demo.data import DEMO_IMAGES
-from recognize_me.training.quiet import filtered_stderr, import_tensorflow_quietly, quiet_environment
 
 DEMO_DIR = Path("demo-data")
 

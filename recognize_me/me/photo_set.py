@@ -115,7 +115,7 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
     - Every photo, CelebA ones included, is aligned by ``cropper`` (default ``FaceAligner()``) into
       ``out_dir/crops/<sha256[:16]>.png``; ``detector`` and ``confidence`` say what found the face. A
       photo without a detectable face is rejected with the reason ("no face found").
-    - Splits: ``photo_splits.assign_splits`` on the hash of the original file, so a photo keeps its
+    - Splits: ``me.splits.assign_splits`` on the hash of the original file, so a photo keeps its
       split across runs and copies share one.
     - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
       ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split,

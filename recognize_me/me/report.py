@@ -30,7 +30,7 @@ CM_LABELS_DEFAULT = ["other", "me"]
 @dataclass(frozen=True)
 class MeReport:
     html_path: Path
-    rows: list[dict[str, Any]]  # one per strategy, best F1 first; failed strategies last
+    rows: list[dict[str, Any]]  # one per strategy, ranked by selection_key (validation); failed ones last
     figures: dict[str, Path]  # title -> PNG under run_dir
 
 

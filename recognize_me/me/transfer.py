@@ -39,12 +39,13 @@ import pandas as pd
 
 from recognize_me.catalog import FEATURES, STRATEGIES
 from recognize_me.fileio import write_json, write_with
+from recognize_me.me.logistic import fit_logistic
+from recognize_me.runs import package_versions
 
 if TYPE_CHECKING:
     import keras
 
 REFERENCE_STRATEGY = "reference_dlib"
-LOGREG_CS: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 FAR_TARGET = 0.01  # recall is also reported at this false-accept rate
 TransferHook = Callable[[str, int, int, dict], None]  # (strategy, epoch 1-based, epochs, logs)
 
@@ -60,7 +61,7 @@ CM_LABELS: tuple[str, str] = ("other", "me")  # confusion matrix order: index 0 
 class TransferJob:
     strategy: str  # a name in recognize_me.catalog.STRATEGIES
     base_model_path: Path  # a CelebA model's model.keras
-    photos_csv: Path  # written by me_photos.prepare_photos
+    photos_csv: Path  # written by me.photo_set.prepare_photos
     out_dir: Path
     image_size: tuple[int, int]  # (height, width), as the base model was trained
     crop: str  # as the base model was trained ("none", "square", "face")
@@ -171,32 +172,6 @@ def flip_averaged_extractor(base: keras.Model, image_size: tuple[int, int], feat
     inputs = keras.Input(shape=(*image_size, 3), name="me_image")
     both = [single(inputs, training=False), single(HorizontalFlip(name="mirror")(inputs), training=False)]
     return keras.Model(inputs, keras.layers.Average(name="flip_average")(both), name="me_features")
-
-
-def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 seed: int, cs: tuple[float, ...] = LOGREG_CS) -> tuple[Any, float]:
-    """L2-regularised logistic regression (balanced class weights), C chosen by validation ROC AUC (ties:
-    lower validation log loss, then the smaller C). Without usable validation data C = 1."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-
-    from recognize_me.evaluation.metrics import roc_auc
-
-    y_train = np.asarray(y_train).reshape(-1).astype(int)
-    y_val = np.asarray(y_val).reshape(-1).astype(int)
-    usable = len(y_val) and 0 < y_val.sum() < len(y_val)
-    best: tuple[tuple[float, float, float], Any, float] | None = None
-    for c in (cs if usable else (1.0,)):
-        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
-        clf.fit(x_train, y_train)
-        if not usable:
-            return clf, c
-        p = clf.predict_proba(x_val)[:, 1]
-        key = (float(roc_auc(y_val, p)), -float(log_loss(y_val, p, labels=[0, 1])), -c)
-        if best is None or key > best[0]:
-            best = (key, clf, c)
-    assert best is not None
-    return best[1], best[2]
 
 
 def linear_classifier(extractor: keras.Model, coef: np.ndarray, intercept: float) -> keras.Model:
@@ -440,8 +415,6 @@ def _job_dict(job: TransferJob) -> dict[str, Any]:
 
 def _write_outputs(job: TransferJob, model: keras.Model | None, histories: list[pd.DataFrame],
                    summary: dict[str, Any], data: dict, scores: dict[str, np.ndarray]) -> None:
-    from recognize_me.training.train import package_versions
-
     out = Path(job.out_dir)
     if histories:
         history = pd.concat(histories, ignore_index=True)

@@ -10,7 +10,6 @@ run ends exactly where an uninterrupted one does.
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import pandas as pd
 
 from recognize_me.catalog import MODELS
 from recognize_me.fileio import write_json, write_with
+from recognize_me.runs import package_versions
 
 EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1-based, epochs, logs)
 
@@ -303,17 +303,3 @@ def _job_dict(job: TrainJob) -> dict[str, Any]:
     d = asdict(job)
     d.pop("context")
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("recognize-me", "tensorflow-cpu", "tensorflow", "keras", "prefect", "great-expectations",
-                "pandas", "numpy", "pillow"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    out["python"] = platform.python_version()
-    return out
