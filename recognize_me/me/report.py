@@ -45,7 +45,7 @@ def selection_key(result: dict[str, Any]) -> tuple[float, float]:
 
 
 def _row(result: dict[str, Any], champion: Path | None) -> dict[str, Any]:
-    row = {c: result.get(c) for c in ROW_COLUMNS}
+    row = {c: round(v, 4) if isinstance(v := result.get(c), float) else v for c in ROW_COLUMNS}
     row["status"] = row["status"] or "completed"
     row["champion"] = "yes" if champion is not None and result.get("out_dir") and \
         Path(result["out_dir"]) == champion else ""
