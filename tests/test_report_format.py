@@ -15,3 +15,12 @@ def test_long_column_names_may_wrap_at_underscores():
 def test_me_report_rows_are_rounded():
     row = _row({"strategy": "fine_tuning", "val_roc_auc": 0.9888888888888889, "f1": 1.0, "test_photos": 7}, None)
     assert row["val_roc_auc"] == 0.9889 and row["f1"] == 1.0 and row["test_photos"] == 7
+
+
+def test_the_strategies_table_has_one_row_per_metric():
+    from recognize_me.me.report import by_metric
+
+    rows = [{"strategy": "a", "f1": 0.5, "status": "completed"}, {"strategy": "b", "f1": 0.25, "status": "failed"}]
+    assert by_metric(rows) == [{"metric": "f1", "a": 0.5, "b": 0.25},
+                               {"metric": "status", "a": "completed", "b": "failed"}]
+    assert by_metric([]) == []

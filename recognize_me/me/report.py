@@ -115,7 +115,7 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
     page = ["<!doctype html><meta charset='utf-8'><title>recognize-me: is this me?</title>", REPORT_STYLE,
             "<style>.cols{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1;min-width:320px}</style>",
             f"<h1>recognize-me: is this me? (run {html.escape(run_dir.name)})</h1>",
-            "<h2>Strategies side by side</h2>", table_html(rows),
+            "<h2>Strategies side by side</h2>", table_html(by_metric(rows)),
             "<p>Ranked and the champion chosen on the validation split (ROC AUC, then F1), never on test; "
             "thresholds maximise F1 on validation. accuracy .. recall_at_1pct_far: test split. strangers_*: the "
             "test 'me' photos against photos of people in no training split (CelebA test partition), at the "
@@ -136,6 +136,15 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
         page += ["<h2>Per strategy</h2>", "<div class='cols'>" + "".join(columns) + "</div>"]
     html_path = write_text(run_dir / "me_report.html", "\n".join(page))
     return MeReport(html_path=html_path, rows=rows, figures=figures)
+
+
+def by_metric(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` turned sideways: one row per metric, one column per strategy (in rank order), so the table
+    stays narrow however many metrics there are."""
+    if not rows:
+        return []
+    return [{"metric": column, **{str(r["strategy"]): r.get(column) for r in rows}}
+            for column in rows[0] if column != "strategy"]
 
 
 def _img(path: Path, title: str, run_dir: Path) -> str:
