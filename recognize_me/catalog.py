@@ -207,23 +207,31 @@ ModelChoice = Annotated[str, Choice(MODELS)]
 class StrategyEntry(Entry):
     """One way to turn the CelebA model (or another embedding) into the "is this me?" classifier."""
 
+    #: (job, data, class weights, on_epoch) -> me.strategies.Fitted
+    trainer: Ref = ""
     promotable: bool = True  # it saves a Keras model that the champion slot and ``predict`` can serve
     min_epochs: int = 1
     #: () -> None when it can run here, else why not (the strategy is then skipped with that message).
     missing: Ref | None = None
 
+    @property
+    def train(self) -> Callable[..., Any]:
+        return resolve(self.trainer)
+
     def why_missing(self) -> str | None:
         return resolve(self.missing)() if self.missing is not None else None
 
 
+STRATEGIES_MODULE = "recognize_me.me.strategies"
 STRATEGIES: Catalog[StrategyEntry] = Catalog("strategy", "STRATEGIES", [
-    StrategyEntry(name="feature_extraction",
+    StrategyEntry(name="feature_extraction", trainer=f"{STRATEGIES_MODULE}:fit_feature_extraction",
                   description="frozen base; its flip-averaged, L2-normalised features into a logistic regression"),
-    StrategyEntry(name="fine_tuning", min_epochs=2,
+    StrategyEntry(name="fine_tuning", trainer=f"{STRATEGIES_MODULE}:fit_fine_tuning", min_epochs=2,
                   description="a new head on the frozen base, then the top third of the base unfrozen at LR/10"),
-    StrategyEntry(name="from_scratch",
+    StrategyEntry(name="from_scratch", trainer=f"{STRATEGIES_MODULE}:fit_from_scratch",
                   description="the same architecture, freshly initialised and fully trained: the honest baseline"),
-    StrategyEntry(name="reference_dlib", promotable=False, missing="recognize_me.me.reference:reference_missing",
+    StrategyEntry(name="reference_dlib", trainer=f"{STRATEGIES_MODULE}:fit_reference_dlib", promotable=False,
+                  missing="recognize_me.me.reference:reference_missing",
                   description="dlib's face-recognition embeddings into the same logistic regression "
                               "(optional extra 'reference'; comparison only, never promoted)"),
 ])

@@ -9,7 +9,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from recognize_me.console import import_tensorflow_quietly
-from recognize_me.me.transfer import TransferJob, train_transfer
+from recognize_me.me.job import TransferJob
+from recognize_me.me.transfer import train_transfer
 from recognize_me.training.cache_keys import transfer_job_key
 from recognize_me.training.seeding import isolated_default_seeds
 from recognize_me.training.train import TrainJob, train_one

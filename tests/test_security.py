@@ -78,7 +78,7 @@ def test_no_builder_uses_a_lambda_layer(name: str) -> None:
 def test_transfer_model_has_no_lambda_layer() -> None:
     import keras
 
-    from recognize_me.me.transfer import build_transfer_model, feature_extractor
+    from recognize_me.me.surgery import build_transfer_model, feature_extractor
     from recognize_me.models import BuildOptions
 
     base = MODELS.get("cnn_scheduled").build((32, 32, 3), 3, BuildOptions(seed=1))

