@@ -63,6 +63,16 @@ def test_config_choices_and_json_schema_come_from_the_catalogs():
             _config(**{field: value})
 
 
+def test_prefect_parameter_form_offers_the_catalog_names():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.train_all import train_all
+
+    props = parameter_schema(train_all.fn).model_dump()["definitions"]["PipelineConfig"]["properties"]
+    assert props["models"]["items"]["enum"] == list(MODELS.names())
+    assert props["me_features"]["enum"] == list(FEATURES.names())
+
+
 def test_promotable_and_availability_come_from_the_strategy_entries():
     assert [s.name for s in STRATEGIES if not s.promotable] == ["reference_dlib"]
     assert STRATEGIES.get("fine_tuning").min_epochs == 2
