@@ -122,56 +122,69 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
       e.g. CelebA's test partition, whose identities are disjoint from its train partition). A stranger
       whose content is already in another split is left out.
     """
-    out_dir = Path(out_dir)
-    cropper = cropper or FaceAligner()
-    crops_dir = out_dir / CROPS_DIR
     if others_dir is None and (not celeba_images or celeba_others < 1):
         raise ValueError("no 'other' photos: give others_dir, or celeba_images with celeba_others >= 1")
-
-    def scan(folder: Path | None, label: str, sample: Sequence[Path], n: int) -> list[Photo]:
-        found: list[Photo] = []
-        if folder is not None:
-            photos, bad = scan_photos(Path(folder), label)
-            rejected_rows.extend((r, label) for r in bad)
-            found += photos
-        for path in (_sample_celeba(sample, n, seed) if sample and n > 0 else []):
-            checked = check_photo(path, label)
-            if isinstance(checked, Photo):
-                found.append(checked)
-            else:
-                rejected_rows.append((checked, label))
-        return found
-
-    def align_all(photos: list[Photo]) -> list[tuple[Photo, Aligned]]:
-        kept = []
-        for photo in photos:
-            result = _crop_photo(photo, crops_dir, cropper, done)
-            if isinstance(result, tuple):
-                kept.append((photo, result))
-            else:
-                rejected_rows.append((Rejected(photo.path, result), photo.label))
-        return kept
-
-    rejected_rows: list[tuple[Rejected, str]] = []
-    done: dict[str, Aligned | str] = {}
-    me_photos = scan(Path(me_dir), ME_LABEL, (), 0)
-    others = scan(others_dir, OTHER_LABEL, celeba_images if others_dir is None else (), celeba_others)
-    kept = align_all(me_photos + others)
+    out_dir = Path(out_dir)
+    collector = _Collector(out_dir / CROPS_DIR, cropper or FaceAligner(), seed)
+    me_photos = collector.scan(Path(me_dir), ME_LABEL, (), 0)
+    others = collector.scan(others_dir, OTHER_LABEL, celeba_images if others_dir is None else (), celeba_others)
+    kept = collector.align_all(me_photos + others)
     splits = assign_splits([p for p, _ in kept], seed=seed, fractions=fractions, positive_label=ME_LABEL)
     used = {p.sha256.lower() for p, _ in kept}
-    strangers = [(p, a) for p, a in align_all(scan(strangers_dir, OTHER_LABEL, stranger_images, n_strangers))
+    strangers = [(p, a) for p, a in
+                 collector.align_all(collector.scan(strangers_dir, OTHER_LABEL, stranger_images, n_strangers))
                  if p.sha256.lower() not in used]
     if strangers:
         extra = assign_splits([p for p, _ in strangers], seed=seed, fractions=fractions, positive_label=ME_LABEL)
         splits = pd.concat([splits, extra.assign(split=STRANGERS_SPLIT)], ignore_index=True)
         kept += strangers
+    return _write_photo_set(out_dir, splits, kept, collector.rejected_rows)
+
+
+class _Collector:
+    """Scans and aligns photos for :func:`prepare_photos`, keeping what it rejected and the crops it made."""
+
+    def __init__(self, crops_dir: Path, cropper: FaceAligner, seed: int) -> None:
+        self.crops_dir, self.cropper, self.seed = crops_dir, cropper, seed
+        self.rejected_rows: list[tuple[Rejected, str]] = []
+        self.done: dict[str, Aligned | str] = {}
+
+    def scan(self, folder: Path | None, label: str, sample: Sequence[Path], n: int) -> list[Photo]:
+        """The readable photos under ``folder`` and ``n`` sampled (seeded) from ``sample``."""
+        found: list[Photo] = []
+        if folder is not None:
+            photos, bad = scan_photos(Path(folder), label)
+            self.rejected_rows.extend((r, label) for r in bad)
+            found += photos
+        for path in (_sample_celeba(sample, n, self.seed) if sample and n > 0 else []):
+            checked = check_photo(path, label)
+            if isinstance(checked, Photo):
+                found.append(checked)
+            else:
+                self.rejected_rows.append((checked, label))
+        return found
+
+    def align_all(self, photos: list[Photo]) -> list[tuple[Photo, Aligned]]:
+        """The photos in which a face was found, each with its aligned crop."""
+        kept = []
+        for photo in photos:
+            result = _crop_photo(photo, self.crops_dir, self.cropper, self.done)
+            if isinstance(result, tuple):
+                kept.append((photo, result))
+            else:
+                self.rejected_rows.append((Rejected(photo.path, result), photo.label))
+        return kept
+
+
+def _write_photo_set(out_dir: Path, splits: pd.DataFrame, kept: list[tuple[Photo, Aligned]],
+                     rejected_rows: list[tuple[Rejected, str]]) -> PhotoSet:
+    """``photos.csv`` (the split table with crop, detector and confidence) and ``rejected.csv``."""
     splits.insert(1, "crop_path", [str(a[0]) for _, a in kept])
     splits["decodable"] = True
     splits["detector"] = [a[1] for _, a in kept]
     splits["confidence"] = [a[2] for _, a in kept]
     table = splits.loc[:, list(PHOTO_COLUMNS)].reset_index(drop=True)
-
-    rejected_rows.sort(key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
+    rejected_rows = sorted(rejected_rows, key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
     rejected = [r for r, _ in rejected_rows]
     rejected_frame = pd.DataFrame([{"path": str(r.path), "label": label, "reason": r.reason}
                                    for r, label in rejected_rows], columns=list(REJECTED_COLUMNS))
