@@ -19,7 +19,7 @@ install-reference: install  ## optional: dlib face-recognition embeddings, the "
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,reference]'
 	$(BIN)/pip install -q -c constraints.txt --no-deps face-recognition face-recognition-models
 
-demo: install  ## synthetic CelebA-format data -> train-all with all six models -> report
+demo: install  ## synthetic CelebA-format data -> train-all with every catalogued model -> report
 	$(BIN)/recognize-me demo
 
 test: install  ## everything: unit, flow, slow and (when ../shared/data exists) real-data tests

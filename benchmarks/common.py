@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recognize_me import runs
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 CELEBA = Path(os.environ.get("RECOGNIZE_ME_CELEBA", REPO.parent / "shared" / "data" / "celeba"))
@@ -40,15 +42,7 @@ def cpu_model() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    return runs.package_versions(PACKAGES)
 
 
 def machine() -> dict[str, Any]:

@@ -64,16 +64,11 @@ def _partition(name: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from recognize_me.catalog import FEATURES
     from recognize_me.me.align import FaceAligner
     from recognize_me.me.photo_set import PhotoSet, load_photo_table, prepare_photos
-    from recognize_me.me.reference import reference_missing
-    from recognize_me.me.transfer import (
-        FEATURES,
-        REFERENCE_STRATEGY,
-        TransferJob,
-        base_input_settings,
-        train_transfer,
-    )
+    from recognize_me.me.reference import REFERENCE_STRATEGY, reference_missing
+    from recognize_me.me.transfer import TransferJob, base_input_settings, train_transfer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bases", type=Path, nargs="+", required=True, help="trained CelebA model.keras files")

@@ -113,7 +113,7 @@ def score_cell(cell: Cell, x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[
     """Fit the pipeline's logistic regression on the cell's train fold (C and threshold on its validation
     fold; without one C = 1 and threshold 0.5) and score test and strangers."""
     from recognize_me.evaluation.metrics import roc_auc
-    from recognize_me.me.transfer import fit_logistic
+    from recognize_me.me.logistic import fit_logistic
     from recognize_me.training.thresholds import choose_thresholds
 
     tr, va, te, st = (list(ix) for ix in (cell.train, cell.val, cell.test, cell.strangers))
@@ -192,7 +192,8 @@ def base_features(base: Path, crops: Sequence[str], work: Path) -> np.ndarray:
 
     import recognize_me.models  # noqa: F401 - registers the custom layers a base may use
     from recognize_me.data.dataset import make_dataset
-    from recognize_me.me.transfer import base_input_settings, flip_averaged_extractor
+    from recognize_me.me.surgery import flip_averaged_extractor
+    from recognize_me.me.transfer import base_input_settings
 
     key = hashlib.sha256(Path(base).read_bytes()).hexdigest()[:12]
     cached = work / f"features-{key}.npy"

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from recognize_me.training.quiet import quiet_environment
+from recognize_me.console import quiet_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_API = "http://127.0.0.1:4200/api"

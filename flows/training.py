@@ -13,8 +13,8 @@ from prefect import Flow, Task, flow, get_client
 from prefect.results import get_result_store
 from prefect_dask import DaskTaskRunner
 
-from recognize_me.me.transfer import TransferJob
-from recognize_me.training.quiet import quiet_environment
+from recognize_me.console import quiet_environment
+from recognize_me.me.job import TransferJob
 from recognize_me.training.train import TrainJob
 from tasks.training import (
     collect_outcome,

@@ -1,4 +1,4 @@
-"""Command line: ``recognize-me demo-data | validate | train | demo``.
+"""The ``recognize-me`` command line: ``recognize-me --help`` lists its commands (see ``build_parser``).
 
 Config flags are generated from ``PipelineConfig``'s fields (``--image-size 64 64``, ``--models a b``,
 ``--no-augment-flip``); ``--config FILE.json`` loads a saved config and flags override it. Values are
@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recognize_me.config import ALL_MODELS, PipelineConfig
+from recognize_me.catalog import MODELS
+from recognize_me.config import PipelineConfig
+from recognize_me.console import filtered_stderr, import_tensorflow_quietly, quiet_environment
 from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 from recognize_me.demo.data import DEMO_IMAGES
-from recognize_me.training.quiet import filtered_stderr, import_tensorflow_quietly, quiet_environment
 
 DEMO_DIR = Path("demo-data")
 
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace, **defaults: Any) -> int:
 def demo_defaults(data: Path) -> dict[str, Any]:
     """The ``demo`` command's config, the same as the ``train-all/demo`` deployment's in prefect.yaml."""
     return {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
-            "models": list(ALL_MODELS), "epochs": 5, "image_size": [48, 48]}
+            "models": list(MODELS.names()), "epochs": 5, "image_size": [48, 48]}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--celeba", dest="celeba_dir", help="alias of --celeba-dir")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with all six models")
+    p = sub.add_parser("demo", help="generate demo data (once) and run train-all on it with every catalogued model")
     p.add_argument("--data", default=str(DEMO_DIR))
     p.add_argument("--images", type=int, default=DEMO_IMAGES)
     add_config_flags(p)

@@ -8,11 +8,16 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from recognize_me.catalog import (
+    FEATURES,
+    MODELS,
+    STRATEGIES,
+    FeatureChoice,
+    ModelChoice,
+    StrategyChoice,
+    choices_help,
+)
 from recognize_me.data.attributes import resolve_attributes
-
-ModelName = Literal["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune", "resnet_identity"]
-ALL_MODELS: tuple[str, ...] = ("baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
-                               "resnet_identity")
 
 
 class PipelineConfig(BaseModel):
@@ -51,7 +56,8 @@ class PipelineConfig(BaseModel):
     augment_flip: bool = True
 
     # --- training ---------------------------------------------------------------------------
-    models: list[ModelName] = Field(default_factory=lambda: ["baseline_cnn"])
+    models: list[ModelChoice] = Field(default_factory=lambda: ["baseline_cnn"], description="CelebA models to "
+                                      f"train side by side ({', '.join(MODELS.names())}; see recognize_me/catalog.py).")
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (reached after the warm-up of "
@@ -73,22 +79,19 @@ class PipelineConfig(BaseModel):
     n_workers: int | None = Field(None, ge=1, description="Local training processes; default min(models, cores).")
 
     # --- recognize me (transfer from the CelebA model) ---------------------------------------------
-    me_base_model: ModelName = Field("resnet", description="CelebA model to transfer from (the best "
-                                     "completed one when this one was not trained or did not complete). "
-                                     "resnet's transfer had the best validation AUC in "
-                                     "benchmarks/recognize_me_curve.py (2026-12-02).")
+    me_base_model: ModelChoice = Field("resnet", description="CelebA model to transfer from (the best "
+                                       "completed one when this one was not trained or did not complete).")
     me_epochs: int = Field(8, ge=2, description="Transfer epochs (fine tuning: half head-only, half unfrozen).")
     me_min_photos: int = Field(10, ge=1, description="Fewer usable 'me' photos fail the photo checks.")
     me_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     celeba_others: int = Field(300, ge=1, description="'Other' photos sampled from CelebA when no others_dir.")
-    me_strategies: list[Literal["feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"]] = Field(
-        default_factory=lambda: ["feature_extraction", "fine_tuning", "from_scratch", "reference_dlib"],
-        description="'Is this me?' strategies trained side by side; reference_dlib (optional extra "
-        "'reference') is skipped with a message when face_recognition is not installed, and never promoted.")
-    me_features: Literal["auto", "embedding", "gap", "concat", "spatial"] = Field(
-        "auto", description="feature_extraction reads the base's 'embedding' layer, its 'gap' pooling, both "
-        "(concat), or the flattened map 'gap' pools (spatial); auto = embedding when the base has one, else "
-        "spatial. L2-normalised, flip-averaged, into a logistic regression.")
+    me_strategies: list[StrategyChoice] = Field(
+        default_factory=lambda: list(STRATEGIES.names()),
+        description="'Is this me?' strategies trained side by side (one that cannot run here is skipped with a "
+        f"message). {choices_help(STRATEGIES)}.")
+    me_features: FeatureChoice = Field(
+        "auto", description="The layer(s) feature_extraction reads (L2-normalised, flip-averaged, into a logistic "
+        f"regression). {choices_help(FEATURES)}.")
     me_fill: Literal["face_box", "replicate", "reflect"] = Field(
         "face_box", description="How aligned photos fill CelebA's 178x218 frame: face_box keeps only the "
         "template's face box and replicates its border (every photo alike); replicate/reflect fill only "

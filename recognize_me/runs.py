@@ -1,9 +1,10 @@
-"""Run folders and data fingerprints."""
+"""Run folders, data fingerprints and provenance (package versions)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -81,3 +82,22 @@ def write_run_config(run_dir: Path, config_json: str, fingerprint: str, versions
     return write_json(Path(run_dir) / "config.json", {"config": config, "seed": config.get("seed"),
                                                        "data_fingerprint": fingerprint,
                                                        "package_versions": versions})
+
+
+#: The distributions whose versions every run and model folder records.
+PIPELINE_PACKAGES = ("recognize-me", "tensorflow-cpu", "tensorflow", "keras", "prefect", "great-expectations",
+                     "pandas", "numpy", "pillow")
+
+
+def package_versions(packages: Iterable[str] = PIPELINE_PACKAGES) -> dict[str, str]:
+    """Installed version of each of ``packages`` (absent ones left out), plus ``python``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    out["python"] = platform.python_version()
+    return out

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from recognize_me.config import PipelineConfig
+from recognize_me.console import quiet_environment
 from recognize_me.data.celeba_files import CelebaFormatError, CelebaTables, locate_celeba_files
 from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.data.decoded_cache import DecodedCacheDoesNotFit, decode_splits
@@ -16,9 +17,13 @@ from recognize_me.data.inventory import summarize_manifest
 from recognize_me.data.splits import make_splits, split_counts, with_identity
 from recognize_me.data.validation import check_tables, inventory_tables, load_tables
 from recognize_me.fileio import write_with
-from recognize_me.runs import create_run_dir, data_fingerprint, folder_signature, write_run_config
-from recognize_me.training.quiet import quiet_environment
-from recognize_me.training.train import package_versions
+from recognize_me.runs import (
+    create_run_dir,
+    data_fingerprint,
+    folder_signature,
+    package_versions,
+    write_run_config,
+)
 
 CHECKS_KEY = "data-checks"
 

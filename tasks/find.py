@@ -7,10 +7,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from recognize_me.console import import_tensorflow_quietly, quiet_environment
 from recognize_me.me.contact_sheet import match_rows, summarize, write_contact_sheet, write_matches
 from recognize_me.me.library import FindSpec, LibraryPhoto, ScanPlan, judge_chunk, load_results, plan_scan
 from recognize_me.me.predict import load_champions, load_run_models
-from recognize_me.training.quiet import import_tensorflow_quietly, quiet_environment
 
 
 @task(name="load-find-models")

@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from recognize_me.config import PipelineConfig
+from recognize_me.console import quiet_environment
 from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
@@ -19,7 +20,6 @@ from recognize_me.me.photo_set import PHOTO_TABLE_VERSION, photo_counts, photo_m
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
-from recognize_me.training.quiet import quiet_environment
 
 PHOTO_CHECKS_KEY = "photo-checks"
 

@@ -8,9 +8,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from recognize_me.me.transfer import TransferJob, train_transfer
+from recognize_me.console import import_tensorflow_quietly
+from recognize_me.me.job import TransferJob
+from recognize_me.me.transfer import train_transfer
 from recognize_me.training.cache_keys import transfer_job_key
-from recognize_me.training.quiet import import_tensorflow_quietly
 from recognize_me.training.seeding import isolated_default_seeds
 from recognize_me.training.train import TrainJob, train_one
 
@@ -67,8 +68,9 @@ def train_transfer_model(job: TransferJob) -> dict[str, Any]:
     import_tensorflow_quietly()
     with isolated_default_seeds(job.seed):  # Keras' unseeded layers: same weights whatever other threads do
         summary = train_transfer(job, on_epoch=progress_hook(f"me-{job.strategy}"))
+    auc = summary["roc_auc"]
     get_run_logger().info("%s: test F1 %.3f, AUC %s in %.1f s", job.strategy, summary["f1"],
-                          summary["roc_auc"], summary["train_time_s"])
+                          "n/a" if auc is None else f"{auc:.3f}", summary["train_time_s"])
     return summary
 
 

@@ -19,7 +19,7 @@ NAMES = list(CELEBA_ATTRIBUTES)
 
 
 def save_models(folder: Path, seed: int = 0, size: tuple[int, int] = SIZE) -> tuple[Path, Path]:
-    from recognize_me.me.transfer import build_transfer_model, feature_extractor
+    from recognize_me.me.surgery import build_transfer_model, feature_extractor
     from recognize_me.models import BuildOptions, get_model_spec
 
     keras.utils.set_random_seed(seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recognize_me.me.transfer import TransferJob
+from recognize_me.me.job import TransferJob
 from recognize_me.training.cache_keys import (
     files_signature,
     job_key,

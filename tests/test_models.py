@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
+from recognize_me.catalog import MODELS
 from recognize_me.models import (
-    MODELS,
     BuildOptions,
     ResidualUnit,
     VGGPreprocessing,
@@ -63,10 +63,9 @@ def built() -> dict[str, keras.Model]:
 
 
 def test_registry_has_exactly_the_ladder_names_in_order():
-    assert list(MODELS) == NAMES
-    for name, spec in MODELS.items():
-        assert spec.name == name
-        assert get_model_spec(name) is spec
+    assert list(MODELS.names()) == NAMES
+    for spec in MODELS:
+        assert get_model_spec(spec.name) is spec
         assert spec.description.strip()
 
 
@@ -80,12 +79,12 @@ def test_unknown_name_lists_valid_names():
 def test_spec_flags_and_callbacks():
     plan = EpochPlan(max_epochs=7)
     assert get_model_spec("baseline_cnn").callbacks(OPTIONS, plan) == []
-    assert not any(spec.class_weighted_loss for spec in MODELS.values())  # plain BCE: thresholds do the rest
+    assert not any(spec.class_weighted_loss for spec in MODELS)  # plain BCE: thresholds do the rest
     assert not get_model_spec("cnn_scheduled").tune_thresholds
     assert get_model_spec("cnn_thresholded").tune_thresholds
-    assert [n for n, s in MODELS.items() if s.fine_tune is not None] == ["vgg16_finetune"]
+    assert [s.name for s in MODELS if s.fine_tune is not None] == ["vgg16_finetune"]
 
-    assert [n for n, s in MODELS.items() if s.identity_loss_weight > 0] == ["resnet_identity"]
+    assert [s.name for s in MODELS if s.identity_loss_weight > 0] == ["resnet_identity"]
 
     for name in ("cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune", "resnet_identity"):
         callbacks = get_model_spec(name).callbacks(OPTIONS, plan)

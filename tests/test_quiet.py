@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from recognize_me.training.quiet import (
+from recognize_me.console import (
     PREDICT_RETRACING,
     drop_startup_lines,
     import_tensorflow_quietly,
@@ -38,7 +38,7 @@ def test_quiet_environment_keeps_what_the_user_set() -> None:
 @pytest.mark.slow
 def test_tensorflow_import_prints_no_cpp_line() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    code = ("from recognize_me.training.quiet import import_tensorflow_quietly\n"
+    code = ("from recognize_me.console import import_tensorflow_quietly\n"
             "tf = import_tensorflow_quietly()\nprint(int(tf.reduce_sum(tf.constant([1, 2]))))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -48,7 +48,7 @@ def test_tensorflow_import_prints_no_cpp_line() -> None:
 
 def test_filtered_stderr_drops_startup_lines_of_this_process_and_its_children() -> None:
     code = ("import os, subprocess, sys\n"
-            "from recognize_me.training.quiet import filtered_stderr\n"
+            "from recognize_me.console import filtered_stderr\n"
             "with filtered_stderr():\n"
             "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
             "    print('kept from python', file=sys.stderr)\n"

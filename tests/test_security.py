@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from recognize_me.catalog import MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("recognize_me", "flows", "tasks", "deployments")
 
@@ -56,16 +58,13 @@ def _all_layers(model) -> list:
     return model._flatten_layers(include_self=False, recursive=True)  # nested models and layers too
 
 
-@pytest.mark.parametrize("name", ["baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
-                                  "resnet_identity"])
+@pytest.mark.parametrize("name", MODELS.names())
 def test_no_builder_uses_a_lambda_layer(name: str) -> None:
     import keras
 
-    from recognize_me.models import MODELS, BuildOptions
+    from recognize_me.models import BuildOptions
 
-    assert set(MODELS) == {"baseline_cnn", "cnn_scheduled", "cnn_thresholded", "resnet", "vgg16_finetune",
-                           "resnet_identity"}
-    spec = MODELS[name]
+    spec = MODELS.get(name)
     options = BuildOptions(vgg_weights="none", seed=1)
     model = spec.build((32, 32, 3), 3, options)
     if spec.fine_tune is not None:
@@ -79,10 +78,10 @@ def test_no_builder_uses_a_lambda_layer(name: str) -> None:
 def test_transfer_model_has_no_lambda_layer() -> None:
     import keras
 
-    from recognize_me.me.transfer import build_transfer_model, feature_extractor
-    from recognize_me.models import MODELS, BuildOptions
+    from recognize_me.me.surgery import build_transfer_model, feature_extractor
+    from recognize_me.models import BuildOptions
 
-    base = MODELS["cnn_scheduled"].build((32, 32, 3), 3, BuildOptions(seed=1))
+    base = MODELS.get("cnn_scheduled").build((32, 32, 3), 3, BuildOptions(seed=1))
     model = build_transfer_model(feature_extractor(base), (32, 32), seed=1)
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in _all_layers(model))
 

@@ -1,4 +1,5 @@
-"""recognize_me.me.transfer (feature extraction, fine tuning, from scratch, reference) and recognize_me.me.report.
+"""recognize_me.me.transfer, surgery, strategies, evaluation (feature extraction, fine tuning, from scratch,
+reference) and recognize_me.me.report.
 
 The CelebA base is an untrained ``baseline_cnn`` (32x32 inputs, 40 outputs) saved like a run's model
 folder; the photos are demo_data's synthetic faces. Training is 2 epochs on ~24 images.
@@ -16,17 +17,14 @@ import pytest
 
 from recognize_me.demo.data import generate_demo_data
 from recognize_me.me.photo_set import prepare_photos
-from recognize_me.me.transfer import (
+from recognize_me.me.surgery import (
     FEATURES_NAME,
-    TransferJob,
-    base_input_settings,
     build_transfer_model,
-    class_weights,
     feature_extractor,
     flat_layers,
     set_base_trainable,
-    train_transfer,
 )
+from recognize_me.me.transfer import TransferJob, base_input_settings, class_weights, train_transfer
 
 SIZE = (32, 32)
 METRIC_KEYS = {"strategy", "status", "threshold", "accuracy", "balanced_accuracy", "precision", "recall", "f1",
@@ -270,7 +268,8 @@ def test_from_scratch_baseline_starts_without_celeba_weights(setup: dict[str, Pa
 # --- pieces of the feature-extraction and reference strategies -----------------------------------
 
 def test_recall_at_far_and_logistic_choice_on_validation() -> None:
-    from recognize_me.me.transfer import fit_logistic, recall_at_far
+    from recognize_me.me.evaluation import recall_at_far
+    from recognize_me.me.logistic import fit_logistic
 
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     scores = np.array([0.9, 0.8, 0.4, 0.3, 0.5, 0.2, 0.1, 0.1, 0.05, 0.0])
@@ -287,7 +286,7 @@ def test_recall_at_far_and_logistic_choice_on_validation() -> None:
 
 
 def test_features_come_from_embedding_or_gap_by_name() -> None:
-    from recognize_me.me.transfer import named_feature_outputs
+    from recognize_me.me.surgery import named_feature_outputs
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3)(inputs)

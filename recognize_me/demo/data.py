@@ -10,7 +10,7 @@
     out_dir/others/                   PNG photos of random synthetic people
 
 The labels are drawn at CelebA's real prevalences with its obvious couplings (``sample_attributes``),
-and each face is drawn by ``demo_faces.render_face`` so that every label is visible. Images of one
+and each face is drawn by ``demo.faces.render_face`` so that every label is visible. Images of one
 identity share sex, skin, hair colour, age and face shape; identities never straddle partitions, and
 as in the real file the partitions are contiguous runs of file numbers (train, then val, then test).
 
@@ -53,7 +53,6 @@ IDENTITY_ATTRIBUTES: tuple[str, ...] = (
     "Bushy_Eyebrows", "Chubby", "Double_Chin", "Receding_Hairline",
 )
 
-IMAGE_SIZE = (178, 218)  # width, height of img_align_celeba
 JPEG_QUALITY = 90
 
 

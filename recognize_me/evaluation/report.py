@@ -127,7 +127,8 @@ def table_html(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>(none)</p>"
     cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    # long column names (strangers_recall_at_1pct_far) may wrap at their underscores: tables fit 1280 px
+    head = "".join(f"<th>{html.escape(str(c)).replace('_', '_<wbr>')}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

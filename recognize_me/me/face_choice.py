@@ -224,7 +224,8 @@ def base_features(base_model_path: Path, batch_size: int = 16) -> FeatureFn:
 
         import recognize_me.models  # noqa: F401 - registers the custom layers the base may use
         from recognize_me.data.dataset import make_dataset
-        from recognize_me.me.transfer import base_input_settings, flip_averaged_extractor
+        from recognize_me.me.surgery import flip_averaged_extractor
+        from recognize_me.me.transfer import base_input_settings
 
         if not loaded:
             image_size, crop = base_input_settings(Path(base_model_path))

@@ -197,7 +197,7 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
       a usable face is rejected with the reason ("no face found", "face too small to judge").
     - Several faces: an "other" photo gives one row per face; a "me" photo gives one ``candidate`` row
       per face, resolved later by ``face_choice.choose_faces`` (see the module docstring).
-    - Splits: ``photo_splits.assign_splits`` on the hash of the original file, so a photo keeps its
+    - Splits: ``me.splits.assign_splits`` on the hash of the original file, so a photo keeps its
       split across runs and copies share one; every face of a photo is in the photo's split.
     - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
       ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recognize_me.catalog import STRATEGIES
 from recognize_me.config import PipelineConfig
-from recognize_me.me.transfer import REFERENCE_STRATEGY, TransferJob
+from recognize_me.me.job import TransferJob
 
 
 def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Path) -> Path | None:
@@ -22,10 +23,8 @@ def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Pat
 
 def skipped_strategies(config: PipelineConfig) -> list[dict[str, Any]]:
     """Rows (strategy, status "skipped", error = why) for configured strategies that cannot run here."""
-    from recognize_me.me.reference import reference_missing
-
-    missing = reference_missing() if REFERENCE_STRATEGY in config.me_strategies else None
-    return [{"strategy": REFERENCE_STRATEGY, "status": "skipped", "error": missing}] if missing else []
+    why = {name: STRATEGIES.get(name).why_missing() for name in config.me_strategies}
+    return [{"strategy": name, "status": "skipped", "error": error} for name, error in why.items() if error]
 
 
 def plan_transfer_jobs(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path,

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from recognize_me.me.align import FACE_BOX
+from recognize_me.me.logistic import fit_logistic
 
+REFERENCE_STRATEGY = "reference_dlib"  # its name in recognize_me.catalog.STRATEGIES
 INSTALL_HINT = ("pip install dlib-bin && pip install --no-deps face-recognition face-recognition-models "
                 "(or: pip install '.[reference]' then the --no-deps line)")
 
@@ -47,7 +49,7 @@ def reference_missing() -> str | None:
     cached or not); a package that is present but broken fails the reference job itself, with its error."""
     missing = [name for name in REFERENCE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        return f"reference_dlib skipped: {', '.join(missing)} not installed; {INSTALL_HINT}"
+        return f"{REFERENCE_STRATEGY} skipped: {', '.join(missing)} not installed; {INSTALL_HINT}"
     return None
 
 
@@ -79,8 +81,6 @@ def dlib_embeddings(paths: Sequence[str | Path]) -> np.ndarray:
 
 def fit_reference(data: dict, seed: int) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:
     """Fit the logistic regression on the train split's dlib embeddings; returns (scores of a split, extras)."""
-    from recognize_me.me.transfer import fit_logistic
-
     missing = reference_missing()
     if missing:
         raise ModuleNotFoundError(missing)

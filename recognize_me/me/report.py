@@ -26,12 +26,19 @@ ROW_COLUMNS: tuple[str, ...] = ("strategy", "status", "champion", "val_roc_auc",
 MAX_MISCLASSIFIED = 16
 MAX_CHOICE_FACES = 24
 CM_LABELS_DEFAULT = ["other", "me"]
+TABLE_NOTE = (
+    "Ranked and the champion chosen on the validation split (ROC AUC, then F1), never on test; thresholds "
+    "maximise F1 on validation. accuracy .. recall_at_1pct_far: test split. strangers_*: the test 'me' photos "
+    "against photos of people in no training split (CelebA test partition), at the same threshold; "
+    "false_accept = share of strangers taken for 'me'. recall_at_1pct_far: the highest recall of 'me' while "
+    "accepting at most 1% of the others. The reference strategy (dlib face-recognition embeddings) is shown for "
+    "comparison and never promoted. Confusion matrices: rows true class, columns predicted class.")
 
 
 @dataclass(frozen=True)
 class MeReport:
     html_path: Path
-    rows: list[dict[str, Any]]  # one per strategy, best F1 first; failed strategies last
+    rows: list[dict[str, Any]]  # one per strategy, ranked by selection_key (validation); failed ones last
     figures: dict[str, Path]  # title -> PNG under run_dir
 
 
@@ -46,7 +53,7 @@ def selection_key(result: dict[str, Any]) -> tuple[float, float]:
 
 
 def _row(result: dict[str, Any], champion: Path | None) -> dict[str, Any]:
-    row = {c: result.get(c) for c in ROW_COLUMNS}
+    row = {c: round(v, 4) if isinstance(v := result.get(c), float) else v for c in ROW_COLUMNS}
     row["status"] = row["status"] or "completed"
     row["champion"] = "yes" if champion is not None and result.get("out_dir") and \
         Path(result["out_dir"]) == champion else ""
@@ -76,69 +83,76 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
     figures: dict[str, Path] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     stranger_curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-    columns: list[str] = []
-    for result in done:
-        strategy = str(result["strategy"])
-        preds = pd.read_csv(_out_dir(run_dir, result) / "predictions_test.csv",
-                            dtype={"path": str, "crop_path": str, "label": str, "predicted": str})
-        y = (preds["label"] == "me").to_numpy()
-        scores = preds["score"].to_numpy(np.float64)
-        fpr, tpr, _ = roc_curve(y, scores)
-        curves[strategy] = (fpr, tpr, roc_auc(y, scores))
-        strangers_csv = _out_dir(run_dir, result) / "predictions_strangers.csv"
-        if strangers_csv.is_file():
-            others = pd.read_csv(strangers_csv)["score"].to_numpy(np.float64)
-            ys = np.r_[np.ones(int(y.sum())), np.zeros(len(others))]
-            ss = np.r_[scores[y], others]
-            fpr_s, tpr_s, _ = roc_curve(ys, ss)
-            stranger_curves[strategy] = (fpr_s, tpr_s, roc_auc(ys, ss))
-        cm_title = f"{strategy}: confusion matrix (test, threshold {result.get('threshold', 0.5):.2f})"
-        cm = np.asarray(result["confusion_matrix"])
-        figures[cm_title] = plots.confusion_matrix_plot(
-            cm, result.get("confusion_matrix_labels", CM_LABELS_DEFAULT), run_dir / f"me_confusion_{strategy}.png",
-            cm_title)
-        parts = [f"<h3>{html.escape(strategy)}</h3>", _img(figures[cm_title], cm_title, run_dir)]
-        wrong = preds[preds["label"] != preds["predicted"]].head(MAX_MISCLASSIFIED)
-        if len(wrong):
-            grid_title = f"{strategy}: misclassified test photos"
-            captions = [f"true {r.label}, predicted {r.predicted}\nscore {r.score:.3f}" for r in wrong.itertuples()]
-            figures[grid_title] = plots.face_grid([Path(p) for p in wrong["crop_path"]], captions,
-                                                  run_dir / f"me_misclassified_{strategy}.png")
-            parts.append(f"<h4>Misclassified test photos ({int((preds['label'] != preds['predicted']).sum())})</h4>"
-                         + _img(figures[grid_title], grid_title, run_dir))
-        else:
-            parts.append("<p>No misclassified test photos.</p>")
-        columns.append("<div class='col'>" + "".join(parts) + "</div>")
+    columns = [_strategy_section(run_dir, result, figures, curves, stranger_curves) for result in done]
     if curves:
         figures["ROC curves (test)"] = plots.roc_plot(curves, run_dir / "me_roc.png")
     if stranger_curves:
         figures["ROC curves (strangers)"] = plots.roc_plot(stranger_curves, run_dir / "me_roc_strangers.png")
+    html_path = write_text(run_dir / "me_report.html", _page(run_dir, rows, done, figures, columns))
+    return MeReport(html_path=html_path, rows=rows, figures=figures)
 
+
+def _strategy_section(run_dir: Path, result: dict[str, Any], figures: dict[str, Path], curves: dict,
+                      stranger_curves: dict) -> str:
+    """One strategy's column (confusion matrix, misclassified photos); adds its ROC curves and figures."""
+    strategy = str(result["strategy"])
+    preds = pd.read_csv(_out_dir(run_dir, result) / "predictions_test.csv",
+                        dtype={"path": str, "crop_path": str, "label": str, "predicted": str})
+    y = (preds["label"] == "me").to_numpy()
+    scores = preds["score"].to_numpy(np.float64)
+    fpr, tpr, _ = roc_curve(y, scores)
+    curves[strategy] = (fpr, tpr, roc_auc(y, scores))
+    strangers_csv = _out_dir(run_dir, result) / "predictions_strangers.csv"
+    if strangers_csv.is_file():
+        others = pd.read_csv(strangers_csv)["score"].to_numpy(np.float64)
+        ys = np.r_[np.ones(int(y.sum())), np.zeros(len(others))]
+        ss = np.r_[scores[y], others]
+        fpr_s, tpr_s, _ = roc_curve(ys, ss)
+        stranger_curves[strategy] = (fpr_s, tpr_s, roc_auc(ys, ss))
+    cm_title = f"{strategy}: confusion matrix (test, threshold {result.get('threshold', 0.5):.2f})"
+    figures[cm_title] = plots.confusion_matrix_plot(
+        np.asarray(result["confusion_matrix"]), result.get("confusion_matrix_labels", CM_LABELS_DEFAULT),
+        run_dir / f"me_confusion_{strategy}.png", cm_title)
+    parts = [f"<h3>{html.escape(strategy)}</h3>", _img(figures[cm_title], cm_title, run_dir)]
+    wrong = preds[preds["label"] != preds["predicted"]].head(MAX_MISCLASSIFIED)
+    if len(wrong):
+        grid_title = f"{strategy}: misclassified test photos"
+        captions = [f"true {r.label}, predicted {r.predicted}\nscore {r.score:.3f}" for r in wrong.itertuples()]
+        figures[grid_title] = plots.face_grid([Path(p) for p in wrong["crop_path"]], captions,
+                                              run_dir / f"me_misclassified_{strategy}.png")
+        parts.append(f"<h4>Misclassified test photos ({int((preds['label'] != preds['predicted']).sum())})</h4>"
+                     + _img(figures[grid_title], grid_title, run_dir))
+    else:
+        parts.append("<p>No misclassified test photos.</p>")
+    return "<div class='col'>" + "".join(parts) + "</div>"
+
+
+def _page(run_dir: Path, rows: list[dict[str, Any]], done: list[dict[str, Any]], figures: dict[str, Path],
+          columns: list[str]) -> str:
     page = ["<!doctype html><meta charset='utf-8'><title>recognize-me: is this me?</title>", REPORT_STYLE,
             "<style>.cols{display:flex;gap:2em;flex-wrap:wrap}.col{flex:1;min-width:320px}</style>",
             f"<h1>recognize-me: is this me? (run {html.escape(run_dir.name)})</h1>",
-            "<h2>Strategies side by side</h2>", table_html(rows),
-            "<p>Ranked and the champion chosen on the validation split (ROC AUC, then F1), never on test; "
-            "thresholds maximise F1 on validation. accuracy .. recall_at_1pct_far: test split. strangers_*: the "
-            "test 'me' photos against photos of people in no training split (CelebA test partition), at the "
-            "same threshold; false_accept = share of strangers taken for 'me'. recall_at_1pct_far: the "
-            "highest recall of 'me' while accepting at most 1% of the others. The reference strategy "
-            "(dlib face-recognition embeddings) is shown for comparison and never promoted. "
-            "Confusion matrices: rows true class, columns predicted class.</p>"]
+            "<h2>Strategies side by side</h2>", table_html(by_metric(rows)), f"<p>{TABLE_NOTE}</p>"]
     if done and done[0].get("counts"):
         counts = done[0]["counts"]
         page += ["<h2>Photos per split</h2>",
                  table_html([{"split": s, **{k: int(v) for k, v in c.items()}} for s, c in counts.items()])]
     page += _face_choice_section(run_dir, figures)
-    if "ROC curves (test)" in figures:
-        page += ["<h2>ROC curves (test)</h2>", _img(figures["ROC curves (test)"], "ROC curves", run_dir)]
-    if "ROC curves (strangers)" in figures:
-        page += ["<h2>ROC curves (strangers)</h2>",
-                 _img(figures["ROC curves (strangers)"], "ROC curves (strangers)", run_dir)]
+    for title in ("ROC curves (test)", "ROC curves (strangers)"):
+        if title in figures:
+            page += [f"<h2>{title}</h2>", _img(figures[title], title.replace(" (test)", ""), run_dir)]
     if columns:
         page += ["<h2>Per strategy</h2>", "<div class='cols'>" + "".join(columns) + "</div>"]
-    html_path = write_text(run_dir / "me_report.html", "\n".join(page))
-    return MeReport(html_path=html_path, rows=rows, figures=figures)
+    return "\n".join(page)
+
+
+def by_metric(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` turned sideways: one row per metric, one column per strategy (in rank order), so the table
+    stays narrow however many metrics there are."""
+    if not rows:
+        return []
+    return [{"metric": column, **{str(r["strategy"]): r.get(column) for r in rows}}
+            for column in rows[0] if column != "strategy"]
 
 
 def _face_choice_section(run_dir: Path, figures: dict[str, Path]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The model ladder: five named specs, each adding one thing over the previous one.
+"""The builders of the model ladder (registered, with how each is trained, in ``recognize_me.catalog``).
 
 Every builder takes ``(input_shape, n_outputs, options)`` and returns a compiled ``keras.Model``
 whose input is float32 RGB in [0, 1] (no rescaling inside) and whose output is one sigmoid per
@@ -9,30 +9,15 @@ before building); ``options.seed`` seeds the Dropout layers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 import keras
 
+from recognize_me.catalog import MODELS
+from recognize_me.catalog import ModelEntry as ModelSpec
 from recognize_me.models.identity import embedding_head
 from recognize_me.models.losses import compile_multilabel
+from recognize_me.models.options import BuildOptions
 from recognize_me.models.residual import BN_MOMENTUM, ResidualUnit
-from recognize_me.models.vgg import build_vgg16_finetune, fine_tune_vgg16
-from recognize_me.training.budget import EpochPlan
-from recognize_me.training.schedule import WarmupCosineSchedule
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """Knobs shared by all builders."""
-
-    learning_rate: float = 1e-3
-    vgg_weights: str = "none"  # "imagenet", "none", or a path to a local .h5 / .weights.h5 file
-    dropout: float = 0.3
-    seed: int = 0
-    weight_decay: float = 0.0  # > 0: AdamW with this decoupled decay (see losses.make_optimizer)
-    warmup_epochs: float = 1.0  # warm-up of the cosine schedule (scheduled rungs)
-    embedding_dim: int = 128  # identity-aware rung: size of the "embedding" layer
-
 
 ModelBuilder = Callable[[tuple[int, int, int], int, BuildOptions], keras.Model]
 
@@ -124,100 +109,9 @@ def build_resnet_identity(input_shape: tuple[int, int, int], n_outputs: int, opt
     return _compile(keras.Model(inputs, attributes, name="resnet_identity"), options)
 
 
-def no_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0) -> list[keras.callbacks.Callback]:
-    return []
-
-
-def scheduled_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0) -> list[keras.callbacks.Callback]:
-    """Warm-up then cosine decay to ``plan.epochs`` (set per batch); stop after 3 epochs without a better
-    val_loss, keeping the best. ``offset``: epochs already run in an earlier phase of the same model."""
-    return [
-        WarmupCosineSchedule(plan, options.learning_rate, warmup_epochs=options.warmup_epochs, offset=offset),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
-    ]
-
-
-def fine_tune_callbacks(options: BuildOptions, plan: EpochPlan, offset: int = 0) -> list[keras.callbacks.Callback]:
-    """``scheduled_callbacks``; the second phase (``offset`` > 0) peaks at a tenth of the rate, as
-    ``vgg.fine_tune_vgg16`` compiles it, continuing the same cosine (no second warm-up)."""
-    if offset > 0:
-        options = replace(options, learning_rate=options.learning_rate / 10.0)
-    return scheduled_callbacks(options, plan, offset)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One rung of the ladder: how to build it and how the training code should treat it."""
-
-    name: str
-    build: ModelBuilder
-    description: str
-    # Defaults: what every rung from cnn_thresholded on does.
-    callbacks: Callable[[BuildOptions, EpochPlan, int], list[keras.callbacks.Callback]] = scheduled_callbacks
-    # Plain BCE everywhere: a positive-class-weighted loss bought no F1 over F1-tuned thresholds and cost
-    # accuracy (benchmarks/results/recipe_search.md); True recompiles with losses.WeightedBinaryCrossentropy.
-    class_weighted_loss: bool = False
-    tune_thresholds: bool = True
-    fine_tune: Callable[[keras.Model, BuildOptions], keras.Model] | None = None
-    identity_loss_weight: float = 0.0  # > 0: also trained on identities (models.identity), train split only
-
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            name="baseline_cnn",
-            build=build_baseline_cnn,
-            callbacks=no_callbacks,
-            tune_thresholds=False,
-            description="Plain CNN: four blocks of Conv-BN-ReLU (two in the last two blocks) and MaxPool "
-                        "(32-256 filters), global average pooling, dropout and one sigmoid per attribute; fixed LR, "
-                        "0.5 thresholds.",
-        ),
-        ModelSpec(
-            name="cnn_scheduled",
-            build=build_cnn_scheduled,
-            tune_thresholds=False,
-            description="Same CNN, plus a learning-rate schedule (warm-up, then cosine decay to the planned "
-                        "last epoch) and early stopping that restores the best epoch.",
-        ),
-        ModelSpec(
-            name="cnn_thresholded",
-            build=build_cnn_thresholded,
-            description="Same scheduled CNN, plus per-attribute decision thresholds tuned on validation for "
-                        "the mostly-negative labels (for accuracy; F1-tuned ones for F1).",
-        ),
-        ModelSpec(
-            name="resnet",
-            build=build_resnet,
-            description="Swaps the plain CNN for a small ResNet (strided stem, seven residual units, 32-256 "
-                        "filters) trained the same way (schedule, tuned thresholds).",
-        ),
-        ModelSpec(
-            name="vgg16_finetune",
-            build=build_vgg16_finetune,
-            callbacks=fine_tune_callbacks,
-            fine_tune=fine_tune_vgg16,
-            description="Transfer learning: a frozen VGG16 base (ImageNet weights when available) with a "
-                        "new head, then a second phase unfreezing block5 at a tenth of the LR.",
-        ),
-        ModelSpec(
-            name="resnet_identity",
-            build=build_resnet_identity,
-            identity_loss_weight=0.1,  # measured on val: 1.0 swamped the attribute loss (recipe_search.md)
-            description="The ResNet plus an L2-normalised 128-d \"embedding\" trained on the train split's "
-                        "identities with a CosFace margin softmax (s=30, m=0.35); the base for \"is this me?\".",
-        ),
-    )
-}
-
-
 def get_model_spec(name: str) -> ModelSpec:
-    """The spec called ``name``; ``ValueError`` listing the valid names otherwise."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}") from None
+    """The catalog entry of the model called ``name``; ``ValueError`` listing the valid names otherwise."""
+    return MODELS.get(name)
 
 
 def count_params(model: keras.Model) -> int:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 from keras import ops
 
 from recognize_me.models.losses import compile_multilabel
-
-if TYPE_CHECKING:
-    from recognize_me.models.builders import BuildOptions
+from recognize_me.models.options import BuildOptions
 
 VGG16_NOTOP_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG16_NOTOP_URL = (

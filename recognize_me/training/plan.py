@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from recognize_me.catalog import MODELS
 from recognize_me.config import PipelineConfig
 from recognize_me.training.train import TrainJob
 
@@ -29,22 +30,13 @@ def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
     return max(1, cores // n_workers)
 
 
-#: Relative training time of VGG16 without ImageNet weights (the others: 1). From scratch it is the slowest
-#: and weakest model of the ladder, so it gets a smaller share instead of eating the others' budget.
-VGG_FROM_SCRATCH_WEIGHT = 0.5
-#: The plain CNN's fixed learning rate stops gaining after a few epochs (val accuracy 0.886 -> 0.892 from
-#: epoch 6 to 11 in the 45-min run), so the reference rung gets a smaller share and the scheduled rungs more.
-BASELINE_WEIGHT = 0.6
 #: Seconds per job outside train_one's clock: process start, TensorFlow import, saving, task bookkeeping.
 JOB_OVERHEAD_S = 20.0
 
 
 def budget_weight(model: str, vgg_weights: str = "none") -> float:
-    if model == "vgg16_finetune" and vgg_weights.strip().lower() == "none":
-        return VGG_FROM_SCRATCH_WEIGHT
-    if model == "baseline_cnn":
-        return BASELINE_WEIGHT
-    return 1.0
+    """The model's share of a worker's time (``recognize_me.catalog``), given the run's ``vgg_weights``."""
+    return MODELS.get(model).share(vgg_weights)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,23 @@ def choose_thresholds(
         (K,) float array. Ties go to the candidate closest to 0.5 (then the lower one). A column with
         no positives (or no negatives) on validation carries no information and gets 0.5.
     """
+    y, s, candidates = _checked(y_true, scores, grid, metric)
+    positive = y > 0
+    n_pos = positive.sum(axis=0)  # (K,)
+    n_neg = y.shape[0] - n_pos
+    tp, predicted_pos = _counts(positive, s, candidates)
+    fp = predicted_pos - tp
+    fn = n_pos[None, :] - tp
+    tn = n_neg[None, :] - fp
+    value = _metric_values(metric, tp, fp, fn, tn, n_pos, n_neg)
+    chosen = _best_nearest_half(value, candidates)
+    degenerate = (n_pos == 0) | (n_neg == 0)
+    return np.where(degenerate, NEUTRAL_THRESHOLD, chosen).astype("float64")
+
+
+def _checked(y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray | None,
+             metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K) labels, (N, K) float64 scores and the candidate thresholds; ``ValueError`` on bad input."""
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype="float64")
     if y.shape != s.shape:
@@ -44,43 +61,41 @@ def choose_thresholds(
     candidates = DEFAULT_GRID if grid is None else np.asarray(grid, dtype="float64").reshape(-1)
     if candidates.size == 0:
         raise ValueError("grid must hold at least one threshold")
+    return y, s, candidates
 
-    positive = y > 0
-    n = y.shape[0]
-    n_pos = positive.sum(axis=0)  # (K,)
-    n_neg = n - n_pos
 
+def _counts(positive: np.ndarray, s: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(G, K) true positives and predicted positives per candidate threshold."""
     # (G, N, K) would be large for a full validation split; loop over the grid, vectorised over N, K.
-    tp = np.empty((candidates.size, y.shape[1]), dtype="int64")
+    tp = np.empty((candidates.size, positive.shape[1]), dtype="int64")
     predicted_pos = np.empty_like(tp)
     for g, t in enumerate(candidates):
         pred = s >= t
         tp[g] = (pred & positive).sum(axis=0)
         predicted_pos[g] = pred.sum(axis=0)
-    fp = predicted_pos - tp
-    fn = n_pos[None, :] - tp
-    tn = n_neg[None, :] - fp
+    return tp, predicted_pos
 
+
+def _metric_values(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray,
+                   n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         if metric == "accuracy":
-            value = (tp + tn).astype("float64")  # counts: exact ties
-        elif metric == "balanced_accuracy":
+            return (tp + tn).astype("float64")  # counts: exact ties
+        if metric == "balanced_accuracy":
             tpr = np.where(n_pos > 0, tp / np.maximum(n_pos, 1), 0.0)
             tnr = np.where(n_neg > 0, tn / np.maximum(n_neg, 1), 0.0)
-            value = (tpr + tnr) / 2.0
-        else:
-            denom = 2 * tp + fp + fn
-            value = np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
+            return (tpr + tnr) / 2.0
+        denom = 2 * tp + fp + fn
+        return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
 
+
+def _best_nearest_half(value: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per column, the best candidate; among the best, the smallest distance to 0.5, then the lower one."""
     best = value.max(axis=0, keepdims=True)
     is_best = np.isclose(value, best, rtol=1e-12, atol=1e-12)
-    # Among the best: smallest distance to 0.5, then the lower threshold (grid sorted for that).
     order = np.lexsort((candidates, np.abs(candidates - NEUTRAL_THRESHOLD)))
     ranked_best = is_best[order]  # (G, K) rows in preference order
-    chosen = candidates[order][ranked_best.argmax(axis=0)]
-
-    degenerate = (n_pos == 0) | (n_neg == 0)
-    return np.where(degenerate, NEUTRAL_THRESHOLD, chosen).astype("float64")
+    return candidates[order][ranked_best.argmax(axis=0)]
 
 
 def evaluate_with_thresholds(y_val: np.ndarray, val_scores: np.ndarray, y_test: np.ndarray,

@@ -10,7 +10,6 @@ run ends exactly where an uninterrupted one does.
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -21,13 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recognize_me.catalog import MODELS
 from recognize_me.fileio import write_json, write_with
+from recognize_me.runs import package_versions
 
 EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1-based, epochs, logs)
-
-#: Each model trains with base seed + its offset, so models differ but stay reproducible.
-SEED_OFFSETS = {"baseline_cnn": 0, "cnn_scheduled": 1000, "cnn_thresholded": 2000, "resnet": 3000,
-                "vgg16_finetune": 4000, "resnet_identity": 5000}
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,8 @@ class TrainJob:
 
     @property
     def model_seed(self) -> int:
-        return self.seed + SEED_OFFSETS.get(self.model, 9000)
+        """Base seed + the model's catalog offset, so models differ but stay reproducible."""
+        return self.seed + MODELS.get(self.model).seed_offset
 
     def cache_key(self) -> str:
         """What the trained model depends on (splits, listed images, hyperparameters), not where it runs."""
@@ -279,7 +277,7 @@ def load_split_identities(splits_csv: Path) -> dict[str, np.ndarray | None]:
 
 def _weights_note(job: TrainJob) -> dict[str, Any]:
     """For the transfer model: which weights it started from (``none`` = trained from scratch)."""
-    if job.model != "vgg16_finetune":
+    if not MODELS.get(job.model).reads_vgg_weights:
         return {}
     return {"vgg_weights": job.vgg_weights, "trained_from_scratch": job.vgg_weights.strip().lower() == "none"}
 
@@ -305,17 +303,3 @@ def _job_dict(job: TrainJob) -> dict[str, Any]:
     d = asdict(job)
     d.pop("context")
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("recognize-me", "tensorflow-cpu", "tensorflow", "keras", "prefect", "great-expectations",
-                "pandas", "numpy", "pillow"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    out["python"] = platform.python_version()
-    return out
