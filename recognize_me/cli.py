@@ -124,7 +124,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"models: is-me = {predictor.me_strategy} (threshold {predictor.threshold:.3f}), "
           f"attributes = {predictor.attribute_model_name}")
     for row in summary_rows(results):
-        verdict = row["error"] or f"{'ME' if row['is_me'] else 'not me'} (p={row['p_me']:.3f})"
+        faces = f", {row['faces']} faces" if row["faces"] > 1 else ""
+        verdict = row["error"] or f"{'ME' if row['is_me'] else 'not me'} (p={row['p_me']:.3f}{faces})"
         print(f"{row['image']}: {verdict}" + (f" | {row['attributes']}" if row["attributes"] else ""))
     return 0
 

@@ -131,14 +131,11 @@ def test_undecodable_files_are_rejected_with_reason(tmp_path: Path) -> None:
     assert all(r.startswith("cannot decode image:") for r in reasons.values())
 
 
-@pytest.mark.parametrize("suffix", [".gif", ".bmp", ".webp", ".heic"])
+@pytest.mark.parametrize("suffix", [".gif", ".bmp", ".tiff"])
 def test_unsupported_suffixes_are_rejected(tmp_path: Path, suffix: str) -> None:
     assert suffix not in SUPPORTED_SUFFIXES
     path = tmp_path / f"photo{suffix}"
-    if suffix in {".gif", ".bmp"}:
-        _rgb().save(path)
-    else:
-        path.write_bytes(b"whatever")
+    _rgb().save(path)
     photos, rejected = scan_photos(tmp_path, "me")
     assert photos == []
     assert rejected == [Rejected(path, f"unsupported format {suffix}")]
@@ -193,3 +190,74 @@ def test_symlinks_outside_the_folder_are_rejected(tmp_path: Path) -> None:
 def test_missing_folder_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         scan_photos(tmp_path / "nope", "me")
+
+
+# --- phone formats: real files written by pillow-heif / Pillow during the test ----------------------
+
+def _gradient(size: tuple[int, int] = (64, 48)) -> Image.Image:
+    x = np.linspace(0, 255, size[0], dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, size[1], dtype=np.float32)[:, None, None]
+    arr = np.concatenate([np.broadcast_to(x, (size[1], size[0], 1)), np.broadcast_to(y, (size[1], size[0], 1)),
+                          np.full((size[1], size[0], 1), 90, np.float32)], axis=2)
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".heif", ".avif", ".webp", ".jpg", ".png"])
+def test_phone_formats_are_scanned_and_loaded(tmp_path: Path, suffix: str) -> None:
+    from recognize_me.me.photos import register_phone_formats
+
+    assert register_phone_formats()
+    original = _gradient()
+    path = _save(tmp_path / f"phone{suffix}", original, quality=95) if suffix != ".png" else \
+        _save(tmp_path / f"phone{suffix}", original)
+    photos, rejected = scan_photos(tmp_path, "me")
+    assert rejected == [] and [(p.width, p.height) for p in photos] == [(64, 48)]
+    loaded = np.asarray(load_rgb(path), dtype=np.float32)
+    assert loaded.shape == (48, 64, 3)
+    assert np.abs(loaded - np.asarray(original, dtype=np.float32)).mean() < 6  # lossy, but the same picture
+
+
+def test_heic_exif_orientation_is_applied(tmp_path: Path) -> None:
+    from recognize_me.me.photos import register_phone_formats
+
+    register_phone_formats()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    path = _save(tmp_path / "rotated.heic", _gradient((80, 40)), exif=exif.tobytes(), quality=95)
+    photos, _ = scan_photos(tmp_path, "me")
+    assert (photos[0].width, photos[0].height) == (40, 80)
+    assert load_rgb(path).size == (40, 80)
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_broken_phone_files_are_listed_not_raised(tmp_path: Path, suffix: str) -> None:
+    good = _save(tmp_path / f"good{suffix}", _gradient(), quality=90)
+    data = good.read_bytes()
+    (tmp_path / f"cut{suffix}").write_bytes(data[: len(data) // 2])
+    (tmp_path / f"garbage{suffix}").write_bytes(b"not an image at all" * 10)
+    photos, rejected = scan_photos(tmp_path, "me")
+    assert [p.path.name for p in photos] == [f"good{suffix}"]
+    reasons = _reasons(rejected)
+    assert set(reasons) == {f"cut{suffix}", f"garbage{suffix}"}
+    assert all(r.startswith("cannot decode image:") for r in reasons.values())
+
+
+def test_animated_images_are_rejected_with_the_frame_count(tmp_path: Path) -> None:
+    frames = [_rgb(colour=(10 * i, 0, 0)) for i in range(3)]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    _, rejected = scan_photos(tmp_path, "me")
+    assert [r.reason for r in rejected] == ["animated image (3 frames): save the frame you mean as a still photo"]
+    with pytest.raises(ValueError, match="animated"):
+        load_rgb(path)
+
+
+def test_max_side_bounds_a_large_jpeg_without_decoding_it_at_full_size(tmp_path: Path) -> None:
+    path = _save(tmp_path / "big.jpg", _gradient((4000, 3000)), quality=90)
+    small = load_rgb(path, max_side=1000)
+    assert small.size == (1000, 750)
+    with Image.open(path) as img:
+        img.draft("RGB", (1000, 750))
+        assert img.size == (1000, 750)  # JPEG draft: decoded at 1/4 scale, not 12 MP
+    assert load_rgb(_save(tmp_path / "big.png", _gradient((1200, 600))), max_side=600).size == (600, 300)
+    assert load_rgb(path).size == (4000, 3000)  # no max_side: full size

@@ -27,7 +27,7 @@ from recognize_me.me.predict import (
 SIZE = (32, 32)
 NAMES = list(CELEBA_ATTRIBUTES)
 KEYS = {"path", "error", "me_probability", "is_me", "threshold", "attributes", "face_box", "n_faces", "detector",
-        "confidence"}
+        "confidence", "faces"}
 
 
 def _save_models(folder: Path, seed: int = 0, size: tuple[int, int] = SIZE) -> tuple[Path, Path]:
@@ -197,3 +197,64 @@ def test_load_run_models_errors(env: dict[str, Path], tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "no_me" / "me")
     with pytest.raises(FileNotFoundError, match="transfer model"):
         load_run_models(tmp_path / "no_me")
+
+
+# --- group photos: every face answered --------------------------------------------------------
+
+class _Faces:
+    """MTCNN's interface, answering every call with the same faces."""
+
+    def __init__(self, faces: list[dict]):
+        self.faces = faces
+
+    def detect_faces(self, rgb: np.ndarray) -> list[dict]:
+        return self.faces
+
+
+def _template_face(offset: tuple[int, int], scale: float = 1.0, width: float | None = None) -> dict:
+    from recognize_me.me.align import KEYPOINT_ORDER, TEMPLATE
+
+    points = TEMPLATE.astype(float) * scale + np.asarray(offset, dtype=float)
+    box_w = width if width is not None else 106 * scale
+    return {"box": [offset[0] + 36 * scale, offset[1] + 60 * scale, box_w, 108 * scale], "confidence": 0.99,
+            "keypoints": {k: list(p) for k, p in zip(KEYPOINT_ORDER, points, strict=True)}}
+
+
+def test_a_group_photo_answers_for_every_face(env: dict[str, Path], tmp_path: Path) -> None:
+    from recognize_me.me.align import FaceAligner
+
+    frames = sorted((env["root"] / "demo" / "img_align_celeba").glob("*.jpg"))[:2]  # 178x218, as aligned
+    me, other = (Image.open(f).convert("RGB") for f in frames)
+    canvas = Image.new("RGB", (720, 300), (120, 130, 140))
+    canvas.paste(other, (20, 40))   # both 178x218 frames: landmarks at the template + offset
+    canvas.paste(me, (300, 40))
+    group = tmp_path / "group.png"
+    canvas.save(group)
+    faces = [_template_face((300, 40)), _template_face((20, 40), width=110), _template_face((600, 10), 0.2, 20)]
+    alone = {who: _predict(env, [frame], cropper=FaceAligner(detector=_Faces([])))[0]["me_probability"]
+             for who, frame in zip(("me", "other"), frames, strict=True)}
+    threshold = (alone["me"] + alone["other"]) / 2
+    result = _predict(env, [group], threshold=threshold, cropper=FaceAligner(detector=_Faces(faces)))[0]
+
+    assert result["error"] is None and result["n_faces"] == 3
+    other_face, me_face, tiny = result["faces"]  # largest first
+    assert [f["face"] for f in result["faces"]] == [0, 1, 2]
+    assert me_face["box"] == [336, 100, 442, 208] and other_face["status"] == me_face["status"] == "ok"
+    assert me_face["me_probability"] == pytest.approx(alone["me"], abs=1e-5)  # the same crop as the photo alone
+    assert other_face["me_probability"] == pytest.approx(alone["other"], abs=1e-5)
+    assert tiny["status"] == "face too small to judge" and tiny["me_probability"] is None and tiny["is_me"] is None
+    best = max(me_face, other_face, key=lambda f: f["me_probability"])
+    assert result["me_probability"] == best["me_probability"] and result["face_box"] == best["box"]
+    assert result["is_me"] is True and [f["is_me"] for f in (me_face, other_face)].count(True) == 1
+    json.dumps(result)
+
+
+def test_only_tiny_faces_are_listed_not_guessed(env: dict[str, Path], tmp_path: Path) -> None:
+    from recognize_me.me.align import FaceAligner
+
+    Image.new("RGB", (400, 300), (90, 90, 90)).save(tmp_path / "far.png")
+    tiny = [_template_face((50, 50), 0.2, 18), _template_face((200, 80), 0.2, 22)]
+    result = _predict(env, [tmp_path / "far.png"], cropper=FaceAligner(detector=_Faces(tiny)))[0]
+    assert result["error"] == "face too small to judge" and result["n_faces"] == 2
+    assert result["is_me"] is None and result["me_probability"] is None
+    assert all(f["status"] == "face too small to judge" for f in result["faces"])

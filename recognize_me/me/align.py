@@ -28,7 +28,7 @@ detector is first used, and the detector is built once per :class:`FaceAligner` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -55,6 +55,9 @@ REASON_FOUND = "face found"
 REASON_FOUND_PADDED = "face found after padding (tight crop)"
 REASON_CELEBA_FRAME = "no face found; 178x218 image taken as already CelebA-aligned"
 REASON_NO_FACE = "no face found"
+REASON_TOO_SMALL = "face too small to judge"
+#: ``align_all``: faces narrower than this (in the photo's pixels) are listed as too small, not judged.
+MIN_JUDGED_FACE_PX = 40
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,9 @@ class FaceAligner:
                 keras.mixed_precision.set_global_policy(previous)
         return self._detector
 
-    def _faces(self, rgb: np.ndarray) -> list[dict[str, Any]]:
-        """Detections above ``min_confidence`` in ``rgb``, in its own pixels, largest first."""
+    def _faces(self, rgb: np.ndarray, min_fraction: float | None = None) -> list[dict[str, Any]]:
+        """Detections above ``min_confidence`` in ``rgb``, in its own pixels, largest first; faces narrower
+        than ``min_fraction`` (default ``min_face_fraction``) of the shorter side are dropped."""
         import cv2
 
         h, w = rgb.shape[:2]
@@ -180,7 +184,7 @@ class FaceAligner:
             if confidence < self.min_confidence or any(k not in keypoints for k in KEYPOINT_ORDER):
                 continue
             x, y, bw, bh = (float(v) / scale for v in face["box"])
-            if bw < self.min_face_fraction * min(h, w):
+            if bw < (self.min_face_fraction if min_fraction is None else min_fraction) * min(h, w):
                 continue
             points = np.array([keypoints[k] for k in KEYPOINT_ORDER], dtype=np.float64) / scale
             found.append({"box": (x, y, x + bw, y + bh), "points": points, "confidence": confidence})
@@ -188,38 +192,70 @@ class FaceAligner:
 
     def find(self, rgb: np.ndarray) -> tuple[dict[str, Any] | None, int, str]:
         """(chosen face or None, faces in the pass that succeeded, detector name or reason)."""
-        faces = self._faces(rgb)
+        faces, how = self.find_all(rgb)
+        return (faces[0], len(faces), how) if faces else (None, 0, how)
+
+    def find_all(self, rgb: np.ndarray, min_fraction: float | None = None) -> tuple[list[dict[str, Any]], str]:
+        """(every face, largest first; detector name or reason): the plain pass, else the padded retry."""
+        faces = self._faces(rgb, min_fraction)
         if faces:
-            return faces[0], len(faces), DETECTOR_MTCNN
+            return faces, DETECTOR_MTCNN
         h, w = rgb.shape[:2]
         py, px = round(self.retry_pad * h), round(self.retry_pad * w)
         if py or px:
             padded = np.pad(rgb, ((py, py), (px, px), (0, 0)), mode="edge")
             inside = []
-            for face in self._faces(padded):
+            for face in self._faces(padded, min_fraction):
                 left, top, right, bottom = face["box"]
                 box = (left - px, top - py, right - px, bottom - py)
                 cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
                 if 0 <= cx < w and 0 <= cy < h:
                     inside.append({**face, "box": box, "points": face["points"] - [px, py]})
             if inside:
-                return inside[0], len(inside), DETECTOR_MTCNN_PADDED
-        return None, 0, REASON_NO_FACE
+                return inside, DETECTOR_MTCNN_PADDED
+        return [], REASON_NO_FACE
 
     def align(self, img: Image.Image) -> AlignResult:
-        """Detect, align and fill ``img`` (any mode; pass it upright, ``photos.load_rgb`` applies EXIF)."""
+        """Detect, align and fill the largest face of ``img`` (any mode; pass it upright,
+        ``photos.load_rgb`` applies EXIF)."""
         rgb = np.asarray(to_rgb(img), dtype=np.uint8)
         if rgb.size == 0:
             return AlignResult(image=None, box=None, n_faces=0, reason=REASON_NO_FACE)
-        face, n_faces, how = self.find(rgb)
-        if face is None:
-            if self.trust_celeba_frame and (rgb.shape[1], rgb.shape[0]) == CELEBA_FRAME_SIZE:
-                framed = warp_to_template(rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]]), self.fill)
-                return AlignResult(image=Image.fromarray(framed), box=None, n_faces=0, reason=REASON_CELEBA_FRAME,
-                                   detector=DETECTOR_CELEBA_FRAME)
-            return AlignResult(image=None, box=None, n_faces=0, reason=how)
-        matrix = similarity_matrix(face["points"])
-        aligned = warp_to_template(rgb, matrix, self.fill)
+        faces, how = self.find_all(rgb)
+        if not faces:
+            return self._framed_or_none(rgb, how)
+        return self._aligned(rgb, faces[0], len(faces), how)
+
+    def align_all(self, img: Image.Image, min_face_px: int = MIN_JUDGED_FACE_PX) -> list[AlignResult]:
+        """Every face of ``img`` (a group photo), largest first, each aligned like :meth:`align`.
+
+        ``min_face_fraction`` does not apply here (a group photo's faces are small); faces narrower than
+        ``min_face_px`` photo pixels are listed (box, landmarks, confidence) with ``image=None`` and reason
+        ``REASON_TOO_SMALL``: too small to judge, never guessed. No face: one result with ``image=None``
+        (or the already-framed 178x218 image, as :meth:`align`)."""
+        rgb = np.asarray(to_rgb(img), dtype=np.uint8)
+        if rgb.size == 0:
+            return [AlignResult(image=None, box=None, n_faces=0, reason=REASON_NO_FACE)]
+        faces, how = self.find_all(rgb, min_fraction=0.0)
+        if not faces:
+            return [self._framed_or_none(rgb, how)]
+        out = []
+        for face in faces:
+            result = self._aligned(rgb, face, len(faces), how)
+            if face["box"][2] - face["box"][0] < min_face_px:
+                result = replace(result, image=None, reason=REASON_TOO_SMALL)
+            out.append(result)
+        return out
+
+    def _framed_or_none(self, rgb: np.ndarray, reason: str) -> AlignResult:
+        if self.trust_celeba_frame and (rgb.shape[1], rgb.shape[0]) == CELEBA_FRAME_SIZE:
+            framed = warp_to_template(rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]]), self.fill)
+            return AlignResult(image=Image.fromarray(framed), box=None, n_faces=0, reason=REASON_CELEBA_FRAME,
+                               detector=DETECTOR_CELEBA_FRAME)
+        return AlignResult(image=None, box=None, n_faces=0, reason=reason)
+
+    def _aligned(self, rgb: np.ndarray, face: dict[str, Any], n_faces: int, how: str) -> AlignResult:
+        aligned = warp_to_template(rgb, similarity_matrix(face["points"]), self.fill)
         return AlignResult(
             image=Image.fromarray(aligned), box=tuple(int(round(v)) for v in face["box"]), n_faces=n_faces,
             reason=REASON_FOUND if how == DETECTOR_MTCNN else REASON_FOUND_PADDED, detector=how,

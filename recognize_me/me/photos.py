@@ -1,11 +1,16 @@
 """The user's own photos: find them, check they decode, and load them as plain RGB.
 
+Formats: JPEG, PNG, WebP, AVIF (Pillow's own decoder) and HEIC/HEIF, what phones write (``pillow-heif``,
+registered with Pillow on first use by :func:`register_phone_formats`, not at import). Animated images
+(GIF-like WebP/PNG/AVIF sequences) are rejected: which frame is "the photo" is a guess.
+
 Pure core: no Prefect, no import-time side effects. ``scan_photos`` never raises for a bad file; every
 file under the folder ends up either as a :class:`Photo` or as a :class:`Rejected` with a reason.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -17,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-SUPPORTED_SUFFIXES: set[str] = {".jpg", ".jpeg", ".png"}
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif"})
 
 _EXIF_ORIENTATION = 0x0112
 _ORIENTATIONS_THAT_SWAP_AXES = {5, 6, 7, 8}
@@ -41,6 +46,27 @@ class Rejected:
 
     path: Path
     reason: str
+
+
+@functools.cache
+def register_phone_formats() -> bool:
+    """Teach Pillow HEIC/HEIF (``pillow_heif.register_heif_opener``) once per process; True when it can.
+
+    AVIF is Pillow's own (``PIL.features.check("avif")``); without ``pillow-heif`` a HEIC file is rejected
+    by the decoder ("cannot identify image file"), never a crash."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _animation_reason(img: Image.Image) -> str | None:
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    if getattr(img, "is_animated", False) and frames > 1 and img.format not in {"HEIF"}:
+        return f"animated image ({frames} frames): save the frame you mean as a still photo"
+    return None
 
 
 def _is_within(path: Path, root: Path) -> bool:
@@ -76,6 +102,7 @@ def _walk(root: Path) -> Iterator[tuple[Path, Rejected | None]]:
 def _image_size_or_reason(data: bytes, path: Path) -> tuple[int, int] | str:
     """Fully decode ``data``; return the displayed (width, height), or a reason it is unusable."""
     limit = Image.MAX_IMAGE_PIXELS  # read at call time, so callers (and tests) may change it
+    register_phone_formats()
     buffer = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
@@ -86,6 +113,9 @@ def _image_size_or_reason(data: bytes, path: Path) -> tuple[int, int] | str:
                 if limit is not None and width * height > limit:
                     return (f"image too large ({width}x{height} = {width * height} pixels, "
                             f"Image.MAX_IMAGE_PIXELS is {limit})")
+                animated = _animation_reason(img)
+                if animated:
+                    return animated
                 img.load()  # a full decode: catches truncated and corrupt data, not just a bad header
                 orientation = img.getexif().get(_EXIF_ORIENTATION)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -184,8 +214,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: Path) -> Image.Image:
+def load_rgb(path: Path, max_side: int | None = None) -> Image.Image:
     """Open ``path`` and return it as an upright, 8-bit, 3-channel RGB image (fully loaded).
+
+    ``max_side``: shrink so the longer side is at most this many pixels (aspect kept). A JPEG is then
+    decoded at a reduced scale (``Image.draft``: 1/2, 1/4 or 1/8, never below ``max_side``), so a
+    50-megapixel photo never sits in memory at full size; other formats are decoded, then shrunk.
 
     The rule, in order:
 
@@ -200,9 +234,20 @@ def load_rgb(path: Path) -> Image.Image:
          maximum exceeds 255 are scaled by 1/257 (0..65535 -> 0..255); ``F`` with maximum <= 1 is scaled
          by 255; otherwise values are taken as 0..255. Then rounded, clipped and replicated to RGB.
 
-    Pillow's decompression-bomb limit applies (``Image.DecompressionBombError`` propagates).
+    Pillow's decompression-bomb limit applies (``Image.DecompressionBombError`` propagates); an animated
+    image raises ``ValueError``.
     """
+    register_phone_formats()
     with Image.open(path) as opened:
+        animated = _animation_reason(opened)
+        if animated:
+            raise ValueError(animated)
+        if max_side is not None and opened.format == "JPEG":
+            w, h = opened.size
+            scale = min(1.0, max_side / max(w, h))
+            opened.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
         img = ImageOps.exif_transpose(opened)
         img.load()
+    if max_side is not None and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return to_rgb(img)

@@ -1,6 +1,6 @@
 """Answer "is this me?" (and which CelebA attributes show) for new photos with a run's trained models.
 
-``predict_images`` takes photos (or folders of photos), finds and frames the face exactly as the
+``predict_images`` takes photos (or folders of photos), finds every face and frames each exactly as the
 training photos were aligned (``align.FaceAligner``: MTCNN landmarks onto CelebA's 178x218 template), applies the models' crop and resize
 (the same operations as ``dataset.decode_and_resize``) and calls each model once per chunk of images.
 ``load_run_models`` picks a run's best attribute model and best transfer model.
@@ -20,11 +20,13 @@ import numpy as np
 from PIL import Image
 
 from recognize_me.evaluation.report import model_folder
-from recognize_me.me.align import FaceAligner
+from recognize_me.me.align import REASON_TOO_SMALL, AlignResult, FaceAligner
 from recognize_me.me.photos import SUPPORTED_SUFFIXES, load_rgb
 
 ERROR_NO_FACE = "no face found"
-CHUNK = 256  # images decoded, cropped and predicted together
+CHUNK = 64  # photos decoded, aligned and predicted together
+#: photos are decoded at most this large (longer side): enough for faces, bounded memory for 50 MP photos
+DEFAULT_MAX_SIDE = 2400
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,15 @@ class PredictorConfig:
     crop: str
 
     def predict(self, paths: Sequence[Path], cropper: FaceAligner | None = None) -> list[dict[str, Any]]:
-        return predict_images(paths, self.me_model, self.attribute_model, threshold=self.threshold,
-                              attribute_names=self.attribute_names, image_size=self.image_size,
-                              crop=self.crop, attribute_thresholds=self.attribute_thresholds, cropper=cropper)
+        """:func:`predict_images` with this run's models."""
+        files = expand_paths(paths)
+        return judge_files(self.load_judge(), files, cropper or FaceAligner()) if files else []
+
+    def load_judge(self) -> FaceJudge:
+        """The models loaded (TensorFlow is imported here)."""
+        return FaceJudge(self.me_model, self.attribute_model, threshold=self.threshold,
+                         attribute_names=self.attribute_names, image_size=self.image_size, crop=self.crop,
+                         attribute_thresholds=self.attribute_thresholds)
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -84,64 +92,124 @@ def _load_model(path: Path, image_size: tuple[int, int]):
     return model
 
 
+@dataclass(frozen=True)
+class DetectedPhoto:
+    """A photo after detection: ``faces`` (every face, largest first; an ``AlignResult`` with ``image`` None
+    is too small to judge), or ``error`` (unreadable file, no face). ``image``: the decoded photo (upright
+    RGB, at most ``max_side`` pixels), kept for thumbnails; ``scale``: photo pixels per ``image`` pixel."""
+
+    path: Path
+    faces: tuple[AlignResult, ...]
+    error: str | None
+    image: Image.Image | None = None
+    scale: float = 1.0
+
+
+def detect_photo(path: Path, cropper: FaceAligner, max_side: int | None = DEFAULT_MAX_SIDE) -> DetectedPhoto:
+    """Decode ``path`` (at most ``max_side`` pixels on its longer side) and align every face in it."""
+    try:
+        with Image.open(path) as probe:
+            full = max(probe.size)
+        image = load_rgb(path, max_side=max_side)
+    except Exception as exc:  # noqa: BLE001 - one bad file is an entry, never a crash
+        return DetectedPhoto(Path(path), (), f"cannot read image: {exc}")
+    scale = full / max(image.size) if max(image.size) else 1.0
+    faces = tuple(cropper.align_all(image))
+    judged = [f for f in faces if f.image is not None]
+    error = None if judged else (REASON_TOO_SMALL if any(f.box is not None for f in faces) else ERROR_NO_FACE)
+    faces = tuple(f for f in faces if f.image is not None or f.box is not None)
+    return DetectedPhoto(Path(path), faces, error, image, scale)
+
+
+class FaceJudge:
+    """Loaded "is this me?" and attribute models: scores every judged face of a batch of photos at once."""
+
+    def __init__(self, me_model: Path, attribute_model: Path, *, threshold: float,
+                 attribute_names: Sequence[str], image_size: tuple[int, int], crop: str,
+                 attribute_thresholds: Sequence[float] | None = None) -> None:
+        self.names = list(attribute_names)
+        self.thresholds = np.full(len(self.names), 0.5) if attribute_thresholds is None else \
+            np.asarray(attribute_thresholds, dtype=np.float64)
+        if self.thresholds.shape != (len(self.names),):
+            raise ValueError(f"{len(self.names)} attribute names but {self.thresholds.size} attribute thresholds")
+        self.threshold, self.image_size, self.crop = float(threshold), tuple(image_size), crop
+        self.me = _load_model(Path(me_model), self.image_size)
+        self.attributes = _load_model(Path(attribute_model), self.image_size)
+        n_outputs = int(self.attributes.outputs[0].shape[-1])
+        if n_outputs != len(self.names):
+            raise ValueError(f"attribute model has {n_outputs} outputs but {len(self.names)} attribute names "
+                             "were given")
+
+    def judge(self, photos: Sequence[DetectedPhoto]) -> list[dict[str, Any]]:
+        """One entry per photo (see :func:`predict_images`), every judged face scored in one batch."""
+        batch = [(i, j, prepare_image(face.image, self.image_size, self.crop))
+                 for i, photo in enumerate(photos) for j, face in enumerate(photo.faces) if face.image is not None]
+        scores: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
+        if batch:
+            x = np.stack([arr for _, _, arr in batch])
+            p_me = np.asarray(self.me.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)[:, 0]
+            p_attr = np.asarray(self.attributes.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)
+            scores = {(i, j): (float(p), a) for (i, j, _), p, a in zip(batch, p_me, p_attr, strict=True)}
+        return [self._entry(photo, [scores.get((i, j)) for j in range(len(photo.faces))])
+                for i, photo in enumerate(photos)]
+
+    def _present(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        present = [{"name": n, "score": round(float(s), 4)}
+                   for n, s, t in zip(self.names, scores, self.thresholds, strict=True) if s >= t]
+        return sorted(present, key=lambda a: (-a["score"], a["name"]))
+
+    def _entry(self, photo: DetectedPhoto, scores: list[tuple[float, np.ndarray] | None]) -> dict[str, Any]:
+        faces = [_face_entry(j, face, self.threshold, None if score is None else score[0],
+                             [] if score is None else self._present(score[1]))
+                 for j, (face, score) in enumerate(zip(photo.faces, scores, strict=True))]
+        judged = [f for f in faces if f["me_probability"] is not None]
+        best = max(judged, key=lambda f: f["me_probability"]) if judged else None
+        first = photo.faces[0] if photo.faces else None
+        return {"path": str(photo.path), "error": photo.error, "threshold": self.threshold,
+                "me_probability": best and best["me_probability"], "is_me": None if best is None else best["is_me"],
+                "attributes": best["attributes"] if best else [], "face_box": best and best["box"],
+                "n_faces": len(faces), "detector": first and first.detector,
+                "confidence": best["confidence"] if best else None, "faces": faces}
+
+
+def _face_entry(index: int, face: AlignResult, threshold: float, p: float | None,
+                attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"face": index, "box": list(face.box) if face.box is not None else None,
+            "confidence": face.confidence, "status": "ok" if face.image is not None else REASON_TOO_SMALL,
+            "me_probability": p, "is_me": None if p is None else bool(p >= threshold), "attributes": attributes}
+
+
 def predict_images(paths: Sequence[Path], me_model: Path, attribute_model: Path, *, threshold: float,
                    attribute_names: Sequence[str], image_size: tuple[int, int], crop: str,
                    attribute_thresholds: Sequence[float] | None = None,
                    cropper: FaceAligner | None = None) -> list[dict[str, Any]]:
-    """One dict per image (a folder in ``paths`` stands for its images), in input order:
+    """One dict per image (a folder in ``paths`` stands for its images), in input order.
 
-    ``path``; ``error`` (None, ``"no face found"``, or why the file could not be read);
-    ``me_probability`` and ``is_me`` (probability >= ``threshold``), None on error; ``threshold``;
-    ``attributes``: the attributes predicted present (score >= their threshold, default 0.5), as
-    ``{"name", "score"}`` sorted by score, highest first; ``face_box`` (left, top, right, bottom in
-    the photo), ``n_faces``, and ``detector`` / ``confidence`` (which pass found the face, its score).
+    Every face of a photo is judged (a group photo answers for each person); ``faces`` lists them, largest
+    first: ``face`` (index), ``box`` (left, top, right, bottom in the upright photo), detector
+    ``confidence``, ``status`` (``"ok"``, or ``"face too small to judge"``: listed, never guessed),
+    ``me_probability``, ``is_me`` (probability >= ``threshold``) and ``attributes`` (present ones, score >=
+    their threshold, default 0.5, as ``{"name", "score"}``, highest first; None/[] when not judged).
+
+    The photo-level fields describe the most likely face, so one-face scripts keep working: ``path``;
+    ``error`` (None, ``"no face found"``, ``"face too small to judge"`` or why the file could not be
+    read); ``me_probability`` / ``is_me`` (the photo is "me" when any face is), ``attributes``,
+    ``face_box``, ``confidence`` of that face; ``threshold``; ``n_faces``; ``detector`` (which pass found
+    the faces).
     """
-    names = list(attribute_names)
-    thresholds = np.full(len(names), 0.5) if attribute_thresholds is None else \
-        np.asarray(attribute_thresholds, dtype=np.float64)
-    if thresholds.shape != (len(names),):
-        raise ValueError(f"{len(names)} attribute names but {thresholds.size} attribute thresholds")
-    cropper = cropper or FaceAligner()
     files = expand_paths(paths)
     if not files:
         return []
-    me = _load_model(Path(me_model), image_size)
-    attributes = _load_model(Path(attribute_model), image_size)
-    n_outputs = int(attributes.outputs[0].shape[-1])
-    if n_outputs != len(names):
-        raise ValueError(f"attribute model has {n_outputs} outputs but {len(names)} attribute names were given")
+    judge = FaceJudge(me_model, attribute_model, threshold=threshold, attribute_names=attribute_names,
+                      image_size=image_size, crop=crop, attribute_thresholds=attribute_thresholds)
+    return judge_files(judge, files, cropper or FaceAligner())
 
+
+def judge_files(judge: FaceJudge, files: Sequence[Path], cropper: FaceAligner) -> list[dict[str, Any]]:
+    """Detect and judge ``files`` in chunks of ``CHUNK`` photos (memory stays bounded)."""
     results: list[dict[str, Any]] = []
     for start in range(0, len(files), CHUNK):
-        entries, batch = [], []
-        for path in files[start:start + CHUNK]:
-            entry: dict[str, Any] = {"path": str(path), "error": None, "me_probability": None, "is_me": None,
-                                     "threshold": float(threshold), "attributes": [], "face_box": None,
-                                     "n_faces": 0, "detector": None, "confidence": None}
-            try:
-                image = load_rgb(path)
-            except Exception as exc:  # noqa: BLE001 - one bad file is an entry, never a crash
-                entry["error"] = f"cannot read image: {exc}"
-            else:
-                found = cropper.crop(image)
-                entry.update(n_faces=found.n_faces, detector=getattr(found, "detector", None),
-                             confidence=getattr(found, "confidence", None))
-                if found.image is None:
-                    entry["error"] = ERROR_NO_FACE
-                else:
-                    entry["face_box"] = list(found.box) if found.box is not None else None
-                    batch.append((len(entries), prepare_image(found.image, image_size, crop)))
-            entries.append(entry)
-        if batch:
-            x = np.stack([arr for _, arr in batch])
-            p_me = np.asarray(me.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)[:, 0]
-            p_attr = np.asarray(attributes.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)
-            for (i, _), p, scores in zip(batch, p_me, p_attr, strict=True):
-                present = [{"name": n, "score": round(float(s), 4)}
-                           for n, s, t in zip(names, scores, thresholds, strict=True) if s >= t]
-                entries[i].update(me_probability=float(p), is_me=bool(p >= threshold),
-                                  attributes=sorted(present, key=lambda a: (-a["score"], a["name"])))
-        results += entries
+        results += judge.judge([detect_photo(path, cropper) for path in files[start:start + CHUNK]])
     return results
 
 
@@ -230,11 +298,13 @@ def _predictor(attr_name: str, attr_path: Path, strategy: str, me_path: Path,
 
 
 def summary_rows(results: list[dict[str, Any]], top: int = 6) -> list[dict[str, Any]]:
-    """One flat row per image, for a table or a terminal."""
+    """One flat row per image, for a table or a terminal: its most likely face, and how many faces."""
     rows = []
     for r in results:
         attrs = ", ".join(f"{a['name']} {a['score']:.2f}" for a in (r.get("attributes") or [])[:top])
+        faces = r.get("faces") or []
+        judged = sum(f.get("me_probability") is not None for f in faces)
         rows.append({"image": Path(r["path"]).name, "is_me": r.get("is_me"),
                      "p_me": None if r.get("me_probability") is None else round(r["me_probability"], 3),
-                     "attributes": attrs, "error": r.get("error") or ""})
+                     "faces": len(faces), "judged": judged, "attributes": attrs, "error": r.get("error") or ""})
     return rows
