@@ -1,13 +1,15 @@
 """Serve the deployments of ``prefect.yaml`` from this process (no work pool or worker needed).
 
 ``python -m deployments.serve`` (or ``make serve``) starts a local Prefect server on 127.0.0.1 when no
-server is reachable, then serves ``train-all/demo``, ``train-all/celeba`` and ``train-all/nightly``.
-From another shell: ``prefect deployment run train-all/demo``.
+server is reachable, then serves every entry of prefect.yaml whose environment variables are set
+(``train-all/demo``, ``train-all/celeba``, ``train-all/nightly``, ``find-me/library``). From another
+shell: ``prefect deployment run train-all/demo``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -57,22 +59,26 @@ def servable(entries: list[dict[str, Any]], environ: Mapping[str, str]) -> list[
     for entry in entries:
         missing = missing_variables(entry, environ)
         if missing:
-            print(f"not serving train-all/{entry['name']}: set {', '.join(missing)} (see prefect.yaml)", flush=True)
+            print(f"not serving {entry['name']}: set {', '.join(missing)} (see prefect.yaml)", flush=True)
             continue
         out.append(entry | {"parameters": resolve_variables(entry.get("parameters"), environ)})
     return out
+
+
+def entrypoint_flow(entrypoint: str):
+    """The flow object an entrypoint such as ``flows/train_all.py:train_all`` names (imported, not exec'd)."""
+    path, name = entrypoint.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
 
 
 def runner_deployments(entries: list[dict[str, Any]]) -> list:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.schedules import Cron
 
-    from flows.train_all import train_all
-
     out = []
     for entry in entries:
         limit = entry.get("concurrency_limit")
-        out.append(train_all.to_deployment(
+        out.append(entrypoint_flow(entry["entrypoint"]).to_deployment(
             name=entry["name"], description=entry.get("description"), tags=entry.get("tags"),
             parameters=entry.get("parameters"),
             schedules=[Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))

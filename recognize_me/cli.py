@@ -130,6 +130,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_find(args: argparse.Namespace) -> int:
+    from flows.find import find_me
+    from recognize_me.me.contact_sheet import MATCHES_CSV
+
+    sheet = Path(find_me(photos_dir=Path(args.photos_dir), run_dir=Path(args.run) if args.run else None,
+                         registry=Path(args.registry), out_dir=Path(args.out) if args.out else None,
+                         workers=args.workers, chunk_size=args.chunk_size, console_progress=True))
+    print(f"matches: {sheet.parent / MATCHES_CSV}")
+    print(f"contact sheet: {sheet}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recognize-me", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", default="artifacts/registry", help="use this registry's champions (default)")
     p.add_argument("--run", help="use the best models of this run folder instead of the champions")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("find", help="find yourself in a photo library: every face of every photo, incremental")
+    p.add_argument("photos_dir", help="folder of photos (recursive; JPEG, PNG, WebP, AVIF, HEIC)")
+    p.add_argument("--run", help="use the best models of this run folder instead of the champions")
+    p.add_argument("--registry", default="artifacts/registry", help="use this registry's champions (default)")
+    p.add_argument("--out", help="output folder (default artifacts/find/<folder>-<hash>)")
+    p.add_argument("--workers", type=int, default=2, help="processes detecting and judging faces")
+    p.add_argument("--chunk-size", type=int, default=16, help="photos per task")
+    p.set_defaults(func=cmd_find)
     p = sub.add_parser("serve", help="local Prefect server (if none) + the prefect.yaml deployments")
     p.add_argument("--only", nargs="+", help="serve only these deployment names")
     p.set_defaults(func=cmd_serve)

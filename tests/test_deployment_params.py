@@ -31,7 +31,24 @@ def test_real_data_deployments_read_the_celeba_folder_from_the_environment() -> 
 
 def test_unset_variable_leaves_the_deployment_out(capsys) -> None:
     entries = servable(list(SPEC.values()), {})
-    assert [e["name"] for e in entries] == ["demo"]
+    assert [e["name"] for e in entries] == ["demo", "library"]
     assert "set RECOGNIZE_ME_CELEBA_DIR" in capsys.readouterr().out
     entries = servable(list(SPEC.values()), {"RECOGNIZE_ME_CELEBA_DIR": "/x"})
     assert entries[1]["parameters"]["config"]["celeba_dir"] == "/x"
+
+
+def test_find_me_deployment_is_the_find_flow_with_a_folder_parameter() -> None:
+    import inspect
+
+    from deployments.serve import entrypoint_flow
+    from flows.find import find_me
+
+    entry = SPEC["library"]
+    assert entrypoint_flow(entry["entrypoint"]) is find_me and find_me.name == "find-me"
+    params = inspect.signature(find_me.fn).parameters
+    assert set(entry["parameters"]) <= set(params)
+    assert params["photos_dir"].default is inspect.Parameter.empty  # each run names its folder
+    assert entry["concurrency_limit"]["limit"] == 1
+    from prefect.utilities.callables import parameter_schema
+
+    assert parameter_schema(find_me).required == ["photos_dir"]  # what the UI asks for on "Run"

@@ -9,12 +9,11 @@ import json
 import shutil
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
+from me_fixtures import NAMES, SIZE, fake_run, save_models
 from PIL import Image
 
-from recognize_me.data.attributes import CELEBA_ATTRIBUTES
 from recognize_me.demo.data import generate_demo_data
 from recognize_me.me.predict import (
     ERROR_NO_FACE,
@@ -24,23 +23,8 @@ from recognize_me.me.predict import (
     prepare_image,
 )
 
-SIZE = (32, 32)
-NAMES = list(CELEBA_ATTRIBUTES)
 KEYS = {"path", "error", "me_probability", "is_me", "threshold", "attributes", "face_box", "n_faces", "detector",
         "confidence", "faces"}
-
-
-def _save_models(folder: Path, seed: int = 0, size: tuple[int, int] = SIZE) -> tuple[Path, Path]:
-    from recognize_me.me.transfer import build_transfer_model, feature_extractor
-    from recognize_me.models import BuildOptions, get_model_spec
-
-    keras.utils.set_random_seed(seed)
-    base = get_model_spec("baseline_cnn").build((*size, 3), len(NAMES), BuildOptions())
-    me = build_transfer_model(feature_extractor(base), size, seed=seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    base.save(folder / "attributes.keras")
-    me.save(folder / "me.keras")
-    return folder / "me.keras", folder / "attributes.keras"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +32,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("predict")
     demo = generate_demo_data(root / "demo", n_images=4, seed=2, n_me=2, n_others=2)
     Image.new("RGB", (220, 260), (90, 90, 90)).save(root / "blank.png")
-    me_model, attr_model = _save_models(root / "models")
+    me_model, attr_model = save_models(root / "models")
     return {"root": root, "me_photo": demo.me_dir / "me_0001.png", "others": demo.others_dir,
             "blank": root / "blank.png", "me_model": me_model, "attr_model": attr_model}
 
@@ -139,34 +123,8 @@ def test_bad_arguments(env: dict[str, Path]) -> None:
 
 # --- load_run_models ---------------------------------------------------------------------------
 
-def _fake_run(run: Path, env: dict[str, Path], me_crop: str = "square") -> None:
-    board = [{"model": "resnet", "status": "completed", "mean_accuracy": 0.91},
-             {"model": "cnn_scheduled", "status": "completed", "mean_accuracy": 0.88},
-             {"model": "vgg16_finetune", "status": "failed", "mean_accuracy": None},
-             {"model": "majority_baseline", "status": "baseline", "mean_accuracy": 0.8}]
-    (run / "models").mkdir(parents=True)
-    (run / "leaderboard.json").write_text(json.dumps(board))
-    for row, thresholds in ((board[0], 0.3), (board[1], 0.6)):
-        folder = run / "models" / row["model"]
-        folder.mkdir()
-        shutil.copyfile(env["attr_model"], folder / "model.keras")
-        per_attribute = [{"attribute": n, "accuracy": 0.9, "threshold": thresholds + i / 1000}
-                         for i, n in enumerate(NAMES)]
-        (folder / "metrics.json").write_text(json.dumps({"per_attribute": per_attribute}))
-        (folder / "config.json").write_text(json.dumps({"job": {"image_size": list(SIZE), "crop": "square"}}))
-    for strategy, f1 in (("feature_extraction", 0.7), ("fine_tuning", 0.8)):
-        folder = run / "me" / strategy
-        folder.mkdir(parents=True)
-        shutil.copyfile(env["me_model"], folder / "model.keras")
-        # ranked on validation: a better test F1 must not change the choice
-        (folder / "metrics.json").write_text(json.dumps({"strategy": strategy, "status": "completed",
-                                                         "f1": f1, "val_roc_auc": f1, "val_f1": f1,
-                                                         "threshold": f1 / 2}))
-        (folder / "config.json").write_text(json.dumps({"job": {"image_size": list(SIZE), "crop": me_crop}}))
-
-
 def test_load_run_models_picks_the_best(env: dict[str, Path], tmp_path: Path) -> None:
-    _fake_run(tmp_path, env)
+    fake_run(tmp_path, env)
     config = load_run_models(tmp_path)
     assert isinstance(config, PredictorConfig)
     assert config.attribute_model_name == "resnet"
@@ -190,10 +148,10 @@ def test_load_run_models_picks_the_best(env: dict[str, Path], tmp_path: Path) ->
 def test_load_run_models_errors(env: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="leaderboard"):
         load_run_models(tmp_path / "empty")
-    _fake_run(tmp_path / "mismatch", env, me_crop="face")
+    fake_run(tmp_path / "mismatch", env, me_crop="face")
     with pytest.raises(ValueError, match="cropped"):
         load_run_models(tmp_path / "mismatch")
-    _fake_run(tmp_path / "no_me", env)
+    fake_run(tmp_path / "no_me", env)
     shutil.rmtree(tmp_path / "no_me" / "me")
     with pytest.raises(FileNotFoundError, match="transfer model"):
         load_run_models(tmp_path / "no_me")

@@ -73,7 +73,7 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, Rejected | None]]:
+def walk_files(root: Path) -> Iterator[tuple[Path, Rejected | None]]:
     """Yield every file below ``root`` in sorted order, without following directory symlinks.
 
     A directory symlink that resolves outside ``root`` is reported as rejected; one that resolves inside
@@ -165,7 +165,7 @@ def scan_photos(folder: Path, label: str) -> tuple[list[Photo], list[Rejected]]:
     root = folder.resolve()
     photos: list[Photo] = []
     rejected: list[Rejected] = []
-    for path, early in _walk(folder):
+    for path, early in walk_files(folder):
         if early is not None:
             rejected.append(early)
             continue

@@ -159,7 +159,7 @@ class FaceJudge:
         return sorted(present, key=lambda a: (-a["score"], a["name"]))
 
     def _entry(self, photo: DetectedPhoto, scores: list[tuple[float, np.ndarray] | None]) -> dict[str, Any]:
-        faces = [_face_entry(j, face, self.threshold, None if score is None else score[0],
+        faces = [_face_entry(j, face, photo.scale, self.threshold, None if score is None else score[0],
                              [] if score is None else self._present(score[1]))
                  for j, (face, score) in enumerate(zip(photo.faces, scores, strict=True))]
         judged = [f for f in faces if f["me_probability"] is not None]
@@ -172,9 +172,10 @@ class FaceJudge:
                 "confidence": best["confidence"] if best else None, "faces": faces}
 
 
-def _face_entry(index: int, face: AlignResult, threshold: float, p: float | None,
+def _face_entry(index: int, face: AlignResult, scale: float, threshold: float, p: float | None,
                 attributes: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"face": index, "box": list(face.box) if face.box is not None else None,
+    box = None if face.box is None else [int(round(v * scale)) for v in face.box]  # in the photo's pixels
+    return {"face": index, "box": box,
             "confidence": face.confidence, "status": "ok" if face.image is not None else REASON_TOO_SMALL,
             "me_probability": p, "is_me": None if p is None else bool(p >= threshold), "attributes": attributes}
 

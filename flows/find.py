@@ -1,0 +1,51 @@
+"""The ``find-me`` flow: scan a photo library for the user, every face of every photo, incrementally."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from tqdm import tqdm
+
+from flows.training import dask_runner
+from recognize_me.me.library import FindSpec, ScanPlan, default_out_dir, progress_line
+from recognize_me.training.plan import threads_per_worker
+from tasks.find import judge_photos, load_find_spec, plan_library_scan, publish_find_report
+
+LOG_EVERY_S = 10.0
+
+
+@flow(name="judge-library")
+def judge_library(spec: FindSpec, plan: ScanPlan, threads: int, console_progress: bool = False) -> int:
+    """Judge every chunk on the task runner's workers; progress in the UI, the log and (CLI) a bar."""
+    futures = [judge_photos.submit(spec, plan.root, chunk, threads) for chunk in plan.chunks]
+    progress_id = create_progress_artifact(0.0, key="find-me-progress", description="photos judged")
+    logger, start, logged, done = get_run_logger(), time.monotonic(), 0.0, 0
+    with tqdm(total=plan.to_judge, unit="photo", disable=not console_progress, leave=False) as bar:
+        for future in as_completed(futures):
+            n = future.result()
+            done += n
+            bar.update(n)
+            update_progress_artifact(progress_id, 100.0 * done / plan.to_judge)
+            if time.monotonic() - logged >= LOG_EVERY_S or done == plan.to_judge:
+                logged = time.monotonic()
+                logger.info(progress_line(done, plan.to_judge, logged - start))
+    return done
+
+
+@flow(name="find-me", log_prints=True)
+def find_me(photos_dir: Path, run_dir: Path | None = None, registry: Path = Path("artifacts/registry"),
+            out_dir: Path | None = None, workers: int = 2, chunk_size: int = 16, dask_address: str | None = None,
+            console_progress: bool = False) -> str:
+    """Find the user in ``photos_dir`` (recursive) with a run's best models (``run_dir``) or the registry's
+    champions; writes ``matches.csv`` and ``contact_sheet.html`` to ``out_dir``. Returns the sheet's path."""
+    spec = load_find_spec(Path(out_dir) if out_dir else default_out_dir(photos_dir), run_dir, registry)
+    plan = plan_library_scan(Path(photos_dir), spec, chunk_size)
+    if plan.chunks:
+        n = min(workers, len(plan.chunks))
+        judge_library.with_options(task_runner=dask_runner(dask_address, n))(
+            spec, plan, threads_per_worker(n), console_progress)
+    return str(publish_find_report(spec, plan))
