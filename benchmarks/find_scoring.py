@@ -89,7 +89,8 @@ def face_diagnostics(match_rows: Sequence[Mapping[str, Any]], truth_rows: Sequen
     """Per truth face: was it detected (a detection with IoU >= ``min_iou``), and judged "me"?
 
     Returns counts for "me" faces and stranger faces (detected, judged me, too small) and detections
-    matching no truth face (``spurious``, and how many of those were judged "me"), plus the matched faces'
+    matching no truth face (``spurious``, and how many of those were judged "me"), per person (the truth's
+    ``person`` up to a ":") [faces, detected, judged me] under ``by_person``, plus the matched faces'
     ``me_probability`` lists (``me_probs``, ``stranger_probs``) for a threshold-free look.
     """
     boxes: dict[str, list[tuple[tuple[float, ...], Mapping[str, Any]]]] = {}
@@ -102,9 +103,12 @@ def face_diagnostics(match_rows: Sequence[Mapping[str, Any]], truth_rows: Sequen
     counts = {f"{who}_{what}": 0 for who in ("me", "stranger") for what in ("faces", "detected", "judged_me",
                                                                              "too_small")}
     probs: dict[str, list[float]] = {"me_probs": [], "stranger_probs": []}
+    by_person: dict[str, list[int]] = {}
     for face in truth_rows:
         who = "me" if _true(face["is_me"]) else "stranger"
         counts[f"{who}_faces"] += 1
+        person = by_person.setdefault(str(face.get("person", who)).split(":")[0], [0, 0, 0])
+        person[0] += 1
         truth_box = tuple(float(face[k]) for k in ("left", "top", "right", "bottom"))
         best = max(((iou(truth_box, box), row) for box, row in boxes.get(str(face["path"]), [])
                     if id(row) not in used), key=lambda t: t[0], default=(0.0, None))
@@ -114,12 +118,14 @@ def face_diagnostics(match_rows: Sequence[Mapping[str, Any]], truth_rows: Sequen
         used.add(id(row))
         counts[f"{who}_detected"] += 1
         counts[f"{who}_judged_me"] += _true(row.get("is_me"))
+        person[1] += 1
+        person[2] += _true(row.get("is_me"))
         counts[f"{who}_too_small"] += str(row.get("status", "")) == "too small"
         if str(row.get("me_probability", "")) not in ("", "nan"):
             probs[f"{who}_probs"].append(float(row["me_probability"]))
     spurious = [row for rows in boxes.values() for _, row in rows if id(row) not in used]
     return {**counts, "spurious": len(spurious), "spurious_judged_me": sum(_true(r.get("is_me")) for r in spurious),
-            **probs}
+            "by_person": by_person, **probs}
 
 
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:

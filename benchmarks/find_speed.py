@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import shutil
@@ -163,6 +164,16 @@ def padded_known(me_train: Path, dest: Path) -> Path:
     return dest
 
 
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Each 'is this me?' strategy of the run: threshold, test AUC and its own strangers' false-accept rate."""
+    out = {}
+    for metrics in sorted(Path(run_dir).glob("me/*/metrics.json")):
+        m = json.loads(metrics.read_text())
+        out[metrics.parent.name] = {k: m.get(k) for k in ("threshold", "roc_auc", "val_roc_auc", "val_f1",
+                                                          "strangers_false_accept", "strangers_roc_auc")}
+    return out
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -213,11 +224,13 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="make the photos and stop")
     parser.add_argument("--skip-find", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--reuse-reference", action="store_true",
+                        help="score the reference's saved output (reference.log/.json) instead of rerunning it")
     common_args(parser)
     args = parser.parse_args()
 
     me_train, me_test, others_train = prepare_people(args.root, args.me, args.n_train, args.seed)
-    if args.run is None and not args.build_only:
+    if args.run is None and not (args.build_only or args.skip_find):
         print("train first, then pass --run <output-root>/<run>:\n"
               f"  python -m recognize_me.cli train --celeba {CELEBA} --me-dir {me_train} --others-dir "
               f"{others_train} --models resnet --image-size 64 64 --time-budget-min 15 "
@@ -233,10 +246,10 @@ def main() -> None:
     if args.wait_idle:
         wait_for_idle(deadline_utc=args.wait_idle)
 
-    bench = Bench("find_speed", {"n": args.n, "group": args.group, "seed": args.seed, "me": args.me,
-                                 "n_train": args.n_train, "run": str(args.run), "workers": args.workers,
-                                 "photos": str(set_dir / "photos"), "train_others": TRAIN_OTHERS,
-                                 "strangers": [*STRANGER_PEOPLE, "faces/me", "CelebA test partition"]})
+    params = {"n": args.n, "group": args.group, "seed": args.seed, "me": args.me, "n_train": args.n_train,
+              "run": str(args.run), "workers": args.workers, "photos": str(set_dir / "photos"),
+              "train_others": TRAIN_OTHERS, "strangers": [*STRANGER_PEOPLE, "faces/me", "CelebA test partition"]}
+    bench = Bench("find_speed" if args.n == 1000 else f"find_speed_{args.n}", params)
     predictions: dict[str, tuple[dict[str, bool], float]] = {}
     if not args.skip_find:
         out = set_dir / "find_out"
@@ -247,6 +260,9 @@ def main() -> None:
         bench.notes.append(f"find: {t}")
         if t["returncode"] != 0:
             raise SystemExit(f"find failed ({t['returncode']}); see {t['log']}")
+        chosen = [ln for ln in (set_dir / "find.log").read_text().splitlines() if "is-me model:" in ln]
+        bench.notes.append(f"find used: {chosen[-1].split(' - ', 1)[-1] if chosen else '?'}; run's strategies: "
+                           f"{run_summary(args.run)}")
         matches = read_csv(out / "matches.csv")
         predictions["recognize-me find"] = (fs.find_by_photo(matches), t["wall_s"])
         diag = fs.face_diagnostics(matches, truth)
@@ -258,8 +274,14 @@ def main() -> None:
         bench.notes.append(f"find per-face diagnostics (IoU >= 0.3 with a truth face): {diag}")
         bench.notes.append(f"find statuses per face row: {statuses}")
     if not args.skip_reference:
-        cmd = [str(REFERENCE_BIN), "--cpus", "2", str(known), str(view)]
-        t = timed(cmd, set_dir / "reference.log")
+        saved = set_dir / "reference.json"
+        if args.reuse_reference and saved.exists():
+            t = json.loads(saved.read_text())
+            bench.notes.append("reference: reused the saved run (--reuse-reference)")
+        else:
+            cmd = [str(REFERENCE_BIN), "--cpus", "2", str(known), str(view)]
+            t = timed(cmd, set_dir / "reference.log")
+            saved.write_text(json.dumps(t, indent=1) + "\n")
         bench.notes.append(f"reference: {t}")
         lines = (set_dir / "reference.log").read_text().splitlines()
         bench.notes.append(f"reference: {sum('No faces found' in ln for ln in lines)} of "

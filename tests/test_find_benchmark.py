@@ -178,6 +178,7 @@ def test_face_diagnostics_match_boxes_by_iou():
     assert (d["stranger_faces"], d["stranger_detected"], d["stranger_judged_me"]) == (3, 1, 1)
     assert (d["spurious"], d["spurious_judged_me"]) == (1, 1)
     assert d["me_probs"] == [0.9] and d["stranger_probs"] == [0.6]
+    assert d["by_person"] == {"me": [2, 1, 1], "stranger": [3, 1, 1]}
 
 
 def test_iou_and_auc():
