@@ -86,7 +86,8 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 def face_diagnostics(match_rows: Sequence[Mapping[str, Any]], truth_rows: Sequence[Mapping[str, Any]],
                      min_iou: float = 0.3) -> dict[str, Any]:
-    """Per truth face: was it detected (a detection with IoU >= ``min_iou``), and judged "me"?
+    """Per truth face: was it detected (a detection with IoU >= ``min_iou`` or its centre inside the truth box:
+    a detector's box is tighter than a pasted crop's bounds), and judged "me"?
 
     Returns counts for "me" faces and stranger faces (detected, judged me, too small) and detections
     matching no truth face (``spurious``, and how many of those were judged "me"), per person (the truth's
@@ -111,8 +112,9 @@ def face_diagnostics(match_rows: Sequence[Mapping[str, Any]], truth_rows: Sequen
         person[0] += 1
         truth_box = tuple(float(face[k]) for k in ("left", "top", "right", "bottom"))
         best = max(((iou(truth_box, box), row) for box, row in boxes.get(str(face["path"]), [])
-                    if id(row) not in used), key=lambda t: t[0], default=(0.0, None))
-        if best[1] is None or best[0] < min_iou:
+                    if id(row) not in used and (iou(truth_box, box) >= min_iou or _centre_in(box, truth_box))),
+                   key=lambda t: t[0], default=(0.0, None))
+        if best[1] is None:
             continue
         row = best[1]
         used.add(id(row))
@@ -126,6 +128,11 @@ def face_diagnostics(match_rows: Sequence[Mapping[str, Any]], truth_rows: Sequen
     spurious = [row for rows in boxes.values() for _, row in rows if id(row) not in used]
     return {**counts, "spurious": len(spurious), "spurious_judged_me": sum(_true(r.get("is_me")) for r in spurious),
             "by_person": by_person, **probs}
+
+
+def _centre_in(box: Sequence[float], outer: Sequence[float]) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:

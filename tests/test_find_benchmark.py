@@ -173,17 +173,20 @@ def test_face_diagnostics_match_boxes_by_iou():
         {"path": "d.jpg", "face": "-1", "left": "", "top": "", "right": "", "bottom": "", "is_me": "",
          "me_probability": "", "status": "no face found"},
     ]
+    matches.append({"path": "c.heic", "face": "0", "left": "3", "top": "3", "right": "6", "bottom": "6",
+                    "is_me": "False", "me_probability": "0.2", "status": "ok"})  # small box, centre inside
     d = fs.face_diagnostics(matches, TRUTH)
-    assert (d["me_faces"], d["me_detected"], d["me_judged_me"]) == (2, 1, 1)
+    assert (d["me_faces"], d["me_detected"], d["me_judged_me"]) == (2, 2, 1)
     assert (d["stranger_faces"], d["stranger_detected"], d["stranger_judged_me"]) == (3, 1, 1)
     assert (d["spurious"], d["spurious_judged_me"]) == (1, 1)
-    assert d["me_probs"] == [0.9] and d["stranger_probs"] == [0.6]
-    assert d["by_person"] == {"me": [2, 1, 1], "stranger": [3, 1, 1]}
+    assert d["me_probs"] == [0.9, 0.2] and d["stranger_probs"] == [0.6]
+    assert d["by_person"] == {"me": [2, 2, 1], "stranger": [3, 1, 1]}
 
 
 def test_iou_and_auc():
     assert fs.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
     assert fs.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert fs.iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0
+    assert fs._centre_in((4, 4, 6, 6), (0, 0, 10, 10)) and not fs._centre_in((9, 9, 15, 15), (0, 0, 10, 10))
     assert fs.auc([0.9, 0.8], [0.1, 0.85]) == 0.75
     assert fs.auc([0.5], [0.5]) == 0.5
