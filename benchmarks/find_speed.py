@@ -12,11 +12,11 @@ Steps (each reused when its output exists):
 2. ``ROOT/set_<n>_<group>_<seed>/photos``: ``n`` photos of 4032x3024 or 3024x4032 (JPEG quality 90, ~20% of
    them with an EXIF orientation tag, ~10% HEIC), ``--group`` group photos with "me" (not the largest face)
    and as many without, the rest 1-5 faces; ``truth.csv`` beside the folder, one row per face.
-3. ``recognize-me find photos --run RUN --out ROOT/.../find_out`` (a fresh output folder each time), then
+3. ``recognize-me find photos --run RUN --out SET/find_out_<run name>`` (emptied first: a full scan), then
    ``face_recognition --cpus 2 known/ reference_view/`` where ``known/`` holds the training photos padded by
    a quarter of their side (edge pixels replicated; dlib's HOG finds 34 of the 50 tight crops unpadded, 44
    padded) and ``reference_view/`` links to the JPEGs and holds JPEG copies (quality 95) of the HEIC photos,
-   which the reference cannot read.
+   which the reference cannot read. ``--reuse-find`` / ``--reuse-reference`` rescore a saved run instead.
 
     python -m benchmarks.find_speed --run /tmp/fb/artifacts/<run> --n 200 --group 40
 """
