@@ -46,7 +46,7 @@ def find_me(photos_dir: Path, run_dir: Path | None = None, registry: Path = Path
     """Find the user in ``photos_dir`` (recursive) with a run's best models (``run_dir``) or the registry's
     champions; writes ``matches.csv`` and ``contact_sheet.html`` to ``out_dir``. Returns the sheet's path."""
     spec = load_find_spec(Path(out_dir) if out_dir else default_out_dir(photos_dir), run_dir, registry)
-    plan = plan_library_scan(Path(photos_dir), spec, chunk_size)
+    plan = plan_library_scan(Path(photos_dir), spec, chunk_size, workers)
     if plan.chunks:
         n = min(workers, len(plan.chunks))
         judge_library.with_options(task_runner=dask_runner(dask_address, n))(

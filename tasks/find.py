@@ -22,8 +22,8 @@ def load_find_spec(out_dir: Path, run_dir: Path | None, registry: Path) -> FindS
 
 
 @task(name="plan-scan")
-def plan_library_scan(photos_dir: Path, spec: FindSpec, chunk_size: int) -> ScanPlan:
-    plan = plan_scan(photos_dir, spec, chunk_size)
+def plan_library_scan(photos_dir: Path, spec: FindSpec, chunk_size: int, workers: int) -> ScanPlan:
+    plan = plan_scan(photos_dir, spec, chunk_size, workers)
     get_run_logger().info("%d photos (%d already judged by these models), %d files skipped",
                           len(plan.photos), len(plan.photos) - plan.to_judge, len(plan.skipped))
     return plan

@@ -82,8 +82,9 @@ def test_chunks_progress_and_default_folder(tmp_path: Path) -> None:
     assert chunked(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
     with pytest.raises(ValueError, match="chunk size"):
         chunked([1], 0)
-    assert progress_line(120, 1000, 30.0) == "120/1000 photos, 4.0 photos/s, about 3 min 40 s left"
-    assert progress_line(0, 10, 0.0) == "0/10 photos, 0.0 photos/s"
+    assert progress_line(120, 1000, 30.0) == "120/1000 photos, 4.00 photos/s, about 3 min 40 s left"
+    assert progress_line(0, 10, 0.0) == "0/10 photos, 0.00 photos/s"
+    assert progress_line(6, 6, 200.0).startswith("6/6 photos, 0.03 photos/s")
     out = default_out_dir(tmp_path / "Holiday 2024", tmp_path / "artifacts")
     assert out.parent == tmp_path / "artifacts" / "find" and out.name.startswith("Holiday 2024-")
     assert default_out_dir(tmp_path / "Holiday 2024", tmp_path / "artifacts") == out
@@ -229,6 +230,7 @@ def test_the_plan_round_trips_through_its_file(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     plan = plan_scan(lib, spec, chunk_size=2)
     assert plan.to_judge == 3 and [len(c) for c in plan.chunks] == [2, 1]
+    assert [len(c) for c in plan_scan(lib, spec, chunk_size=16, workers=2).chunks] == [2, 1]  # both workers busy
     assert read_plan(spec.out_dir / PLAN_JSON) == plan
     assert plan.skipped == (Skipped("x.txt", "unsupported format .txt"),)
 

@@ -216,3 +216,17 @@ def test_only_tiny_faces_are_listed_not_guessed(env: dict[str, Path], tmp_path: 
     assert result["error"] == "face too small to judge" and result["n_faces"] == 2
     assert result["is_me"] is None and result["me_probability"] is None
     assert all(f["status"] == "face too small to judge" for f in result["faces"])
+
+
+def test_load_run_models_follows_model_dir_to_an_earlier_run(env: dict[str, Path], tmp_path: Path) -> None:
+    """A rerun whose CelebA training was cached keeps its models in the earlier run's folder."""
+    fake_run(tmp_path / "first", env)
+    second = tmp_path / "second"
+    fake_run(second, env)
+    shutil.rmtree(second / "models")
+    board = json.loads((second / "leaderboard.json").read_text())
+    for row in board:
+        row["model_dir"] = str(tmp_path / "first" / "models" / row["model"])
+    (second / "leaderboard.json").write_text(json.dumps(board))
+    config = load_run_models(second)
+    assert config.attribute_model == tmp_path / "first" / "models" / "resnet" / "model.keras"

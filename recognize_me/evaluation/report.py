@@ -77,7 +77,9 @@ def build_report(run_dir: Path, splits_csv: Path, images_dir: Path, attributes: 
         figures[f"Test faces, {best}: predicted vs true"] = _best_model_grid(run_dir, folders[best], splits_csv,
                                                                             images_dir, attributes)
     notes = [*(notes or []), *training_notes(outcomes)]
-    write_json(run_dir / "leaderboard.json", board)
+    # leaderboard.json also says where each model's files are (an earlier run's folder when cached)
+    write_json(run_dir / "leaderboard.json",
+               [r | ({"model_dir": str(folders[r["model"]])} if r["model"] in folders else {}) for r in board])
     write_json(run_dir / "metrics.json", {"leaderboard": board, "test_accuracy_per_attribute": acc.round(5).to_dict()})
     html_path = write_text(run_dir / "report.html",
                            render_html(board, per_attr, base_attr, figures, run_dir, notes))

@@ -49,11 +49,12 @@ class PredictorConfig:
         files = expand_paths(paths)
         return judge_files(self.load_judge(), files, cropper or FaceAligner()) if files else []
 
-    def load_judge(self) -> FaceJudge:
-        """The models loaded (TensorFlow is imported here)."""
+    def load_judge(self, with_attributes: bool = True) -> FaceJudge:
+        """The models loaded (TensorFlow is imported here); without the attribute model when
+        ``with_attributes`` is False (a library scan reports "me" only)."""
         return FaceJudge(self.me_model, self.attribute_model, threshold=self.threshold,
                          attribute_names=self.attribute_names, image_size=self.image_size, crop=self.crop,
-                         attribute_thresholds=self.attribute_thresholds)
+                         attribute_thresholds=self.attribute_thresholds, with_attributes=with_attributes)
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -122,11 +123,12 @@ def detect_photo(path: Path, cropper: FaceAligner, max_side: int | None = DEFAUL
 
 
 class FaceJudge:
-    """Loaded "is this me?" and attribute models: scores every judged face of a batch of photos at once."""
+    """Loaded "is this me?" and attribute models: scores every judged face of a batch of photos at once.
+    ``with_attributes=False`` loads no attribute model (every face's ``attributes`` is then [])."""
 
     def __init__(self, me_model: Path, attribute_model: Path, *, threshold: float,
                  attribute_names: Sequence[str], image_size: tuple[int, int], crop: str,
-                 attribute_thresholds: Sequence[float] | None = None) -> None:
+                 attribute_thresholds: Sequence[float] | None = None, with_attributes: bool = True) -> None:
         self.names = list(attribute_names)
         self.thresholds = np.full(len(self.names), 0.5) if attribute_thresholds is None else \
             np.asarray(attribute_thresholds, dtype=np.float64)
@@ -134,8 +136,8 @@ class FaceJudge:
             raise ValueError(f"{len(self.names)} attribute names but {self.thresholds.size} attribute thresholds")
         self.threshold, self.image_size, self.crop = float(threshold), tuple(image_size), crop
         self.me = _load_model(Path(me_model), self.image_size)
-        self.attributes = _load_model(Path(attribute_model), self.image_size)
-        n_outputs = int(self.attributes.outputs[0].shape[-1])
+        self.attributes = _load_model(Path(attribute_model), self.image_size) if with_attributes else None
+        n_outputs = len(self.names) if self.attributes is None else int(self.attributes.outputs[0].shape[-1])
         if n_outputs != len(self.names):
             raise ValueError(f"attribute model has {n_outputs} outputs but {len(self.names)} attribute names "
                              "were given")
@@ -148,12 +150,15 @@ class FaceJudge:
         if batch:
             x = np.stack([arr for _, _, arr in batch])
             p_me = np.asarray(self.me.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)[:, 0]
-            p_attr = np.asarray(self.attributes.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)
+            p_attr = np.zeros((len(batch), 0)) if self.attributes is None else \
+                np.asarray(self.attributes.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)
             scores = {(i, j): (float(p), a) for (i, j, _), p, a in zip(batch, p_me, p_attr, strict=True)}
         return [self._entry(photo, [scores.get((i, j)) for j in range(len(photo.faces))])
                 for i, photo in enumerate(photos)]
 
     def _present(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        if self.attributes is None:
+            return []
         present = [{"name": n, "score": round(float(s), 4)}
                    for n, s, t in zip(self.names, scores, self.thresholds, strict=True) if s >= t]
         return sorted(present, key=lambda a: (-a["score"], a["name"]))
