@@ -93,7 +93,7 @@ def sub_epoch_size(steps_per_epoch: int, step_s: float, budget_s: float | None,
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     if budget_s is None:
         return steps_per_epoch
-    steps = int(budget_s * share // max(step_s, 1e-9))
+    steps = int(budget_s * share / max(step_s, 1e-9))
     return max(1, min(steps_per_epoch, max(min_steps, steps)))
 
 
@@ -108,3 +108,14 @@ def steps_that_fit(left_s: float, step_s: float, val_s: float, sub_epoch_steps: 
     rest = left_s - full * full_cost - val_s
     partial = min(sub_epoch_steps - 1, int(max(0.0, rest) // step_s))
     return full * sub_epoch_steps + partial
+
+
+def first_plan(plan: EpochPlan, left_s: float, step_s: float, batches_per_validation: float,
+               batches_to_evaluate: float) -> float:
+    """The plan before any sub-epoch has run, from a measured ``step_s``: a validation or evaluation batch is
+    a forward pass, counted as a third of a training step. Sets ``plan.planned_steps``; returns the
+    estimated seconds of one validation."""
+    val_s = step_s * batches_per_validation / 3
+    eval_s = step_s * batches_to_evaluate / 3
+    plan.planned_steps = steps_that_fit(left_s - eval_s, step_s, val_s, plan.sub_epoch_steps)
+    return val_s

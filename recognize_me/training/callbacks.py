@@ -179,12 +179,14 @@ class TimeBudget(keras.callbacks.Callback):
     into ``plan.budget_s`` seconds (counted from ``started``, a ``time.monotonic()``) when there is a budget,
     and keep the best weights by ``monitor``.
 
-    After every sub-epoch it re-plans from measured times: the seconds per training step (the slower of
-    the last two sub-epochs; the first, which traces the graph, only until a later one exists) and per
-    validation. ``plan.planned_steps`` becomes the most steps (at most ``plan.max_steps``) whose training,
+    After every sub-epoch it re-plans from measured times: the seconds per training step and per validation
+    (each the slower of the last two sub-epochs'; the first, which traces the graph, only until a later one
+    exists: this VM switches between two speeds). ``plan.planned_steps`` becomes the most steps (at most ``plan.max_steps``) whose training,
     their sub-epochs' validations and ``reserve`` (the evaluation after training, ``eval_factor`` x one
     validation) still end within the budget; ``plan.stopped_by_budget`` says the budget, not ``max_epochs``,
-    ended it. The best sub-epoch's weights (lowest ``monitor``) are restored when each ``fit`` ends; use the
+    ended it. Between batches it also stops at once when the time left no longer covers one validation and
+    the reserve (the machine slowed down since the last plan). ``val_s`` may be preset with an estimate
+    until the first validation measures it. The best sub-epoch's weights (lowest ``monitor``) are restored when each ``fit`` ends; use the
     same instance for every phase of a model, so the best over all phases wins. ``first_of_two``: this fit
     is the first phase of a two-phase model and ends after half the plan's sub-epochs. ``offset``: sub-epochs
     run by earlier phases. ``plan.steps_done`` is kept up to date after every batch.
@@ -200,12 +202,13 @@ class TimeBudget(keras.callbacks.Callback):
         self.clock = clock or time.monotonic
         self.step_s: list[float] = []
         self.val_s = 0.0
+        self._val_hist: list[float] = []
         self.first_of_two = False
         self.best: float | None = None
         self.best_weights: dict[str, Any] | None = None
         self._epoch = 0
         self._epoch_start = self._val_start = 0.0
-        self._validated = False
+        self._validated = self._ended = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.plan.bind(self.params["steps"])
@@ -214,19 +217,34 @@ class TimeBudget(keras.callbacks.Callback):
                                    min(self.plan.max_steps, (self.offset + restored) * self.plan.sub_epoch_steps))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch, self._validated = epoch, False
+        self._epoch, self._validated, self._ended = epoch, False, False
         self._epoch_start = self.clock()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.plan.steps_done = (self.offset + self._epoch) * self.plan.sub_epoch_steps + batch + 1
         if self.plan.steps_done >= self.plan.steps:
-            self.model.stop_training = True  # ends this epoch after its validation, then the fit
+            self.model.stop_training = self._ended = True  # ends this epoch after its validation, then the fit
+        elif self.plan.budget_s is not None and self._out_of_time(batch + 1):
+            # the machine slowed down since the last plan: stop here, not a sub-epoch too late
+            self.plan.planned_steps = self.plan.steps_done
+            self.model.stop_training = self._ended = True
+
+    def _out_of_time(self, steps: int) -> bool:
+        """Whether the time left no longer covers one validation and the evaluation's reserve, both scaled by
+        how much slower this sub-epoch's steps are than the fastest measured (the VM's two speeds)."""
+        now = self.clock()
+        slowdown = 1.0
+        if self.step_s and steps >= 10:
+            slowdown = max(1.0, (now - self._epoch_start) / steps / max(min(self.step_s), 1e-9))
+        reserve = (1 + self.eval_factor) * self.seconds_per_validation() * slowdown
+        return now - self.started + reserve >= self.plan.budget_s
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self._val_start = self.clock()
 
     def on_test_end(self, logs: dict | None = None) -> None:
         self.val_s, self._validated = self.clock() - self._val_start, True
+        self._val_hist.append(self.val_s)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         now = self.clock()
@@ -237,7 +255,7 @@ class TimeBudget(keras.callbacks.Callback):
         if value is not None and (self.best is None or float(value) < self.best):
             self.best = float(value)
             self.best_weights = {v.path: keras.ops.convert_to_numpy(v) for v in self.model.weights}
-        if self.plan.budget_s is not None:
+        if self.plan.budget_s is not None and not self._ended:
             self.plan.planned_steps = self.plan_steps(now)
         if self.plan.steps_done >= self.plan.steps:
             self.model.stop_training = True
@@ -246,16 +264,19 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def seconds_per_step(self) -> float:
-        later = self.step_s[1:]
-        return max(later[-2:]) if later else self.step_s[0]
+        return _recent(self.step_s)
+
+    def seconds_per_validation(self) -> float:
+        return _recent(self._val_hist) if self._val_hist else self.val_s
 
     def plan_steps(self, now: float) -> int:
         """The planned last step: steps done plus the steps that fit in what is left of the budget after the
         evaluation's reserve."""
         from recognize_me.training.budget import steps_that_fit
 
-        left = self.plan.budget_s - (now - self.started) - self.eval_factor * self.val_s
-        more = steps_that_fit(left, self.seconds_per_step(), self.val_s, self.plan.sub_epoch_steps)
+        val_s = self.seconds_per_validation()
+        left = self.plan.budget_s - (now - self.started) - self.eval_factor * val_s
+        more = steps_that_fit(left, self.seconds_per_step(), val_s, self.plan.sub_epoch_steps)
         done = self.plan.steps_done
         return max(done, min(self.plan.max_steps, done + more))
 
@@ -264,6 +285,12 @@ class TimeBudget(keras.callbacks.Callback):
             for v in self.model.weights:
                 if v.path in self.best_weights:
                     v.assign(self.best_weights[v.path])
+
+
+def _recent(seconds: list[float]) -> float:
+    """The slower of the last two measurements, the first (graph tracing) only while it is the only one."""
+    later = seconds[1:]
+    return max(later[-2:]) if later else seconds[0]
 
 
 def measure_step_time(model: Any, batch: tuple, steps: int = 3) -> float:

@@ -185,11 +185,12 @@ def _record_path(job: TrainJob) -> Path:
     return job.out_dir / "backup" / "plan.json"
 
 
-def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float, eval_batches: float) -> float | None:
+def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float,
+                     eval_batches: tuple[float, float]) -> tuple[float | None, float]:
     """Set ``plan.sub_epoch_steps`` (and with a budget a first ``planned_steps``); returns the measured
-    seconds per step (None without a budget). A rerun of a killed job reads the size its first run chose
+    seconds per step (None without a budget) and the estimated seconds of one validation. A rerun of a killed job reads the size its first run chose
     from ``backup/plan.json``, so its sub-epochs (and its resume point) are the same."""
-    from recognize_me.training.budget import steps_that_fit, sub_epoch_size
+    from recognize_me.training.budget import first_plan, sub_epoch_size
     from recognize_me.training.callbacks import measure_step_time
 
     record_path = _record_path(job)
@@ -207,11 +208,8 @@ def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float, eval_
     write_json(record_path, {"steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps,
                              "step_s": step_s})
     if job.budget_s is not None:
-        # A validation and the evaluation are forward passes: about a third of a training step per batch.
-        val_s = step_s * eval_batches / 3
-        left = job.budget_s - (time.monotonic() - started)
-        plan.planned_steps = steps_that_fit(left - 2 * val_s, step_s, val_s, plan.sub_epoch_steps)
-    return step_s
+        return step_s, first_plan(plan, job.budget_s - (time.monotonic() - started), step_s, *eval_batches)
+    return step_s, 0.0
 
 
 def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
@@ -254,13 +252,14 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
     monitored = evenly_spaced(n_val, VAL_MONITOR_IMAGES)
     val_ds = make_eval_batches(loaders["val"], fit_labels["val"], monitored, batch_size=job.batch_size)
     val_ds = val_ds if targets is None else val_ds.map(targets)
-    eval_batches = (len(monitored) + 1.5 * n_val + n_test) / job.batch_size
-    step_s = _size_sub_epochs(job, plan, fit_model, val_ds, started, eval_batches)
+    eval_batches = (len(monitored) / job.batch_size, (1.5 * n_val + n_test) / job.batch_size)
+    step_s, val_s = _size_sub_epochs(job, plan, fit_model, val_ds, started, eval_batches)
     train_ds = make_train_stream(loaders["train"], fit_labels["train"], batch_size=job.batch_size,
                                  sub_epoch_steps=plan.sub_epoch_steps, max_epochs=job.epochs, start=epoch_var,
                                  seed=job.model_seed, augment_flip=job.augment_flip)
     train_ds = train_ds if targets is None else train_ds.map(targets)
     budget = TimeBudget(plan, started, eval_factor=(1.5 * n_val + n_test) / max(1, len(monitored)))
+    budget.val_s = val_s  # an estimate until the first validation
     histories: list[pd.DataFrame] = []
     two_phase = spec.fine_tune is not None
     total = plan.max_sub_epochs
