@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -238,14 +239,14 @@ train_one(job, on_epoch=hook)
 def train_one_command(run_dir: Path, splits_csv: Path, images_dir: Path, hook_log: Path, *,
                       model: str = "baseline_cnn", epochs: int = 3, seed: int = 5,
                       attributes: Sequence[str] = JOB_ATTRIBUTES, image_size: tuple[int, int] = (32, 32),
-                      batch_size: int = 16) -> list[str]:
+                      batch_size: int = 16, **job_fields: Any) -> list[str]:
     """argv running ``training.train_one`` for a tiny job in a fresh Python process; the epoch hook appends
     ``{"epoch": <1-based>, "epochs": N}`` lines to ``hook_log``. The job's folder is
-    ``run_dir/models/<model>``."""
+    ``run_dir/models/<model>``; ``job_fields``: further ``TrainJob`` fields (JSON values)."""
     import json
     import sys
 
     spec = dict(model=model, run_dir=str(run_dir), splits_csv=str(splits_csv), images_dir=str(images_dir),
                 attributes=list(attributes), image_size=list(image_size), crop="none", epochs=epochs,
-                batch_size=batch_size, seed=seed, threads=1, hook_log=str(hook_log))
+                batch_size=batch_size, seed=seed, threads=1, hook_log=str(hook_log), **job_fields)
     return [sys.executable, "-c", TRAIN_ONE_SCRIPT, json.dumps(spec)]

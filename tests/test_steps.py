@@ -233,3 +233,62 @@ def test_evenly_spaced_validation_subset() -> None:
     assert evenly_spaced(5, 10).tolist() == [0, 1, 2, 3, 4]
     subset = evenly_spaced(19_867, 4096)
     assert len(subset) == 4096 and subset[0] == 0 and subset[-1] == 19_866 and np.all(np.diff(subset) >= 4)
+
+
+# --- a real training in sub-epochs: killed, resumed, bit for bit ----------------------------------------
+
+@pytest.mark.slow
+def test_killed_sub_epoch_training_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """60 train images in batches of 16 (4 steps per epoch), sub-epochs of 3 steps: 3 epochs are 4 sub-epochs
+    whose boundaries fall mid-epoch. Killed after a backed-up sub-epoch, the rerun resumes at its step and
+    ends with the uninterrupted run's history, metrics and predictions. (baseline_cnn: the best-weights state
+    of early stopping is not part of the backup, so a resumed scheduled model may restore another best.)"""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import pandas as pd
+    from celeba_fixtures import train_one_command, write_training_job
+
+    splits_csv, images_dir = write_training_job(tmp_path / "job", n=90)
+    fields = dict(model="baseline_cnn", sub_epoch_steps=3)
+
+    def command(name: str, log: str) -> list[str]:
+        return train_one_command(tmp_path / name, splits_csv, images_dir, tmp_path / log, **fields)
+
+    def hooked(log: str) -> list[tuple[int, int]]:
+        return [(r["epoch"], r["epochs"]) for r in map(json.loads, (tmp_path / log).read_text().splitlines())]
+
+    def summary(name: str) -> dict:
+        out = json.loads((tmp_path / name / "models" / "baseline_cnn" / "metrics.json").read_text())
+        return {k: v for k, v in out.items() if k not in ("train_time_s", "images_per_s", "model_dir")}
+
+    reference = subprocess.run(command("reference", "reference.log"), capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert hooked("reference.log") == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert (summary("reference")["steps_run"], summary("reference")["sub_epochs_run"]) == (12, 4)
+
+    backup = tmp_path / "crashed" / "models" / "baseline_cnn" / "backup"
+    proc = subprocess.Popen(command("crashed", "first.log"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (backup / "phase1" / "training_metadata.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no backup before the end"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    done = json.loads((backup / "phase1" / "training_metadata.json").read_text())["epoch"]
+    assert 1 <= done < 4 and json.loads((backup / "plan.json").read_text())["sub_epoch_steps"] == 3
+    resumed = subprocess.run(command("crashed", "second.log"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [e for e, _ in hooked("second.log")] == list(range(done + 1, 5))
+    out, ref = (tmp_path / n / "models" / "baseline_cnn" for n in ("crashed", "reference"))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), pd.read_csv(ref / "history.csv"))
+    assert summary("crashed") == summary("reference")
+    assert (out / "predictions_test.csv").read_bytes() == (ref / "predictions_test.csv").read_bytes()
+    assert not (out / "backup").exists()

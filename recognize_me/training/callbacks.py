@@ -177,11 +177,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 class TimeBudget(keras.callbacks.Callback):
     """Stop training at the plan's last step (``plan.steps``, mid sub-epoch when it falls there), fit the plan
     into ``plan.budget_s`` seconds (counted from ``started``, a ``time.monotonic()``) when there is a budget,
-    and keep the best weights by ``monitor``.
+    and then keep the best weights by ``monitor``.
 
     After every sub-epoch it re-plans from measured times: the seconds per training step and per validation
     (each the slower of the last two sub-epochs'; the first, which traces the graph, only until a later one
-    exists: this VM switches between two speeds). ``plan.planned_steps`` becomes the most steps (at most ``plan.max_steps``) whose training,
+    exists: this VM switches between two speeds). Without a budget it only ends training at ``plan.steps``
+    (the last weights are kept, as a fixed-length training's are). ``plan.planned_steps`` becomes the most steps (at most ``plan.max_steps``) whose training,
     their sub-epochs' validations and ``reserve`` (the evaluation after training, ``eval_factor`` x one
     validation) still end within the budget; ``plan.stopped_by_budget`` says the budget, not ``max_epochs``,
     ended it. Between batches it also stops at once when the time left no longer covers one validation and
@@ -251,7 +252,7 @@ class TimeBudget(keras.callbacks.Callback):
         steps = self.plan.steps_done - (self.offset + epoch) * self.plan.sub_epoch_steps
         train_s = now - self._epoch_start - (self.val_s if self._validated else 0.0)
         self.step_s.append(max(train_s, 0.0) / max(steps, 1))
-        value = (logs or {}).get(self.monitor)
+        value = (logs or {}).get(self.monitor) if self.plan.budget_s is not None else None
         if value is not None and (self.best is None or float(value) < self.best):
             self.best = float(value)
             self.best_weights = {v.path: keras.ops.convert_to_numpy(v) for v in self.model.weights}
