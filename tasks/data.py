@@ -131,8 +131,9 @@ def decode_images(config: PipelineConfig, splits_csv: Path, images_dir: Path, so
         return None
     quiet_environment()  # before decoding imports TensorFlow in the flow's process: no C++ start-up lines
     try:
+        limit = None if config.memory_limit_mb is None else config.memory_limit_mb * 2**20
         folder, reused = decode_splits(splits_csv, config.output_root / "cache" / "decoded", source, images_dir,
-                                       config.image_size, config.crop)
+                                       config.image_size, config.crop, memory_limit=limit)
     except DecodedCacheDoesNotFit as err:
         logger.warning("%s", err)
         return None

@@ -99,8 +99,9 @@ def check_fits(size: int, folder: Path, memory: int | None = None, free_disk: in
     if memory is not None and memory < need:
         raise DecodedCacheDoesNotFit(
             f"decoded images need {size / mib:.0f} MiB (+{MARGIN_BYTES // mib} MiB margin) but only "
-            f"{memory / mib:.0f} MiB of memory is available; training reads the JPEGs instead (lower "
-            f"image_size or limit_images)")
+            f"{memory / mib:.0f} MiB of memory is available (or allowed by memory_limit_mb); training streams "
+            f"the JPEGs instead, decoding every batch and caching nothing (lower image_size or limit_images to "
+            f"train from the decoded array)")
 
 
 def decode_to_folder(paths: Sequence[str], target: Path, image_size: tuple[int, int], crop: str,
@@ -176,18 +177,21 @@ def reusable_rows(cache_root: Path, image_size: tuple[int, int], crop: str, imag
 
 
 def ensure_decoded(cache_root: Path, fingerprint: str, image_ids: Sequence[str], images_dir: Path,
-                   image_size: tuple[int, int], crop: str) -> tuple[Path, bool]:
+                   image_size: tuple[int, int], crop: str, memory_limit: int | None = None) -> tuple[Path, bool]:
     """The cache folder for these images (decoded now unless it already exists) and whether it was reused.
 
-    Raises ``DecodedCacheDoesNotFit`` (before writing anything) when it would not fit.
+    Raises ``DecodedCacheDoesNotFit`` (before writing anything) when it would not fit on disk or in memory
+    (the available memory, or ``memory_limit`` bytes when that is lower), also when it already exists.
     """
     image_ids = [str(i) for i in image_ids]
     key = cache_key(fingerprint, image_ids, image_size, crop)
     cache_root = Path(cache_root).resolve()
     folder = cache_root / key
+    size = array_bytes(len(image_ids), image_size)
     if (folder / "meta.json").is_file():
+        check_fits(size, cache_root, memory=_memory(memory_limit), free_disk=size + MARGIN_BYTES)
         return folder, True
-    check_fits(array_bytes(len(image_ids), image_size), cache_root)
+    check_fits(size, cache_root, memory=_memory(memory_limit))
     stats = file_stats(images_dir, image_ids)
     reuse = reusable_rows(cache_root, image_size, crop, image_ids, stats)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_root))
@@ -212,9 +216,17 @@ def ensure_decoded(cache_root: Path, fingerprint: str, image_ids: Sequence[str],
 
 
 def decode_splits(splits_csv: Path, cache_root: Path, fingerprint: str, images_dir: Path,
-                  image_size: tuple[int, int], crop: str) -> tuple[Path, bool]:
+                  image_size: tuple[int, int], crop: str, memory_limit: int | None = None) -> tuple[Path, bool]:
     """``ensure_decoded`` for every image of ``splits.csv`` (train, val and test)."""
     import pandas as pd
 
     ids = pd.read_csv(splits_csv, dtype={"image_id": str}, usecols=["image_id"])["image_id"].tolist()
-    return ensure_decoded(cache_root, fingerprint, ids, images_dir, image_size, crop)
+    return ensure_decoded(cache_root, fingerprint, ids, images_dir, image_size, crop, memory_limit)
+
+
+def _memory(limit: int | None) -> int | None:
+    """The memory the array may take: what is available, or ``limit`` bytes when lower."""
+    available = available_memory()
+    if limit is None:
+        return available
+    return limit if available is None else min(limit, available)
