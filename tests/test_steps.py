@@ -292,3 +292,40 @@ def test_killed_sub_epoch_training_resumes_to_the_uninterrupted_result(tmp_path:
     assert summary("crashed") == summary("reference")
     assert (out / "predictions_test.csv").read_bytes() == (ref / "predictions_test.csv").read_bytes()
     assert not (out / "backup").exists()
+
+
+@pytest.mark.slow
+def test_train_one_reports_progress_inside_epochs_and_plans_sub_epochs_from_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress every batch (interval patched to 0 s): images done rise to the planned total; the epoch hook
+    says how many real epochs are done; a budget sizes sub-epochs from the measured step."""
+    import json
+
+    from celeba_fixtures import JOB_ATTRIBUTES, write_training_job
+
+    from recognize_me.training import train as train_module
+    from recognize_me.training.train import TrainJob, train_one
+
+    monkeypatch.setattr(train_module, "PROGRESS_EVERY_S", 0.0)
+    splits_csv, images = write_training_job(tmp_path / "data", n=90)  # 60 train images: 4 steps of 16
+    common = dict(run_dir=tmp_path / "run", splits_csv=splits_csv, images_dir=images, attributes=JOB_ATTRIBUTES,
+                  image_size=(32, 32), crop="none", batch_size=16, threads=1)
+    progress: list[Progress] = []
+    epochs: list[tuple[int, int, float]] = []
+    rates: list[float] = []
+    summary = train_one(TrainJob(model="cnn_scheduled", epochs=2, sub_epoch_steps=3, **common),
+                        on_epoch=lambda m, e, n, logs: (epochs.append((e, n, logs["epochs_done"])),
+                                                        rates.append(logs["learning_rate"])),
+                        on_progress=lambda m, p: progress.append(p))
+    assert [p.steps_done for p in progress] == list(range(1, 9))
+    assert [p.images_done for p in progress] == [16, 32, 48, 60, 76, 92, 108, 120]
+    assert all(p.images_planned == 120 and p.images_per_s > 0 for p in progress) and progress[-1].eta_s == 0
+    assert epochs == [(1, 3, 0.75), (2, 3, 1.5), (3, 3, 2.0)]  # 3 + 3 + 2 steps
+    assert (summary["steps_run"], summary["sub_epochs_run"], summary["epochs_run"]) == (8, 3, 2.0)
+    assert rates[-1] < 0.1 * max(rates)  # the cosine is near its floor at the last step (of 6 after warm-up)
+
+    budgeted = train_one(TrainJob(model="resnet", epochs=50, budget_s=60.0, **common))
+    assert budgeted["step_s_measured"] > 0 and 1 <= budgeted["sub_epoch_steps"] <= 4
+    assert budgeted["train_time_s"] <= 60.0 * 1.05 or budgeted["stopped_by_budget"]
+    plan = json.loads((tmp_path / "run" / "models" / "resnet" / "metrics.json").read_text())
+    assert plan["epochs_planned"] <= 50 and plan["steps_planned"] == plan["steps_run"]
