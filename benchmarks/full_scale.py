@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.celeba_accuracy import deployment_config
 from benchmarks.common import CELEBA, REPO, Bench, require_celeba, wait_for_idle
 
 DEFAULT_TARGET = Path("/tmp/recognize-me-full-scale")
@@ -131,17 +132,6 @@ def stage_times(log: str) -> list[tuple[str, float]]:
         out.append((name, round(t - previous, 1) if previous is not None else 0.0))
         previous = t
     return out
-
-
-def deployment_config(name: str = "celeba") -> dict[str, Any]:
-    """The ``config`` parameters of a deployment in prefect.yaml."""
-    import yaml
-
-    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    for deployment in spec["deployments"]:
-        if deployment["name"] == name:
-            return dict(deployment["parameters"]["config"])
-    raise KeyError(f"no deployment {name!r} in prefect.yaml")
 
 
 def train_command(celeba: Path, output_root: Path, run_name: str, budget_min: float) -> list[str]:

@@ -11,7 +11,7 @@ a ``str`` is written verbatim (for malformed files).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +250,26 @@ def train_one_command(run_dir: Path, splits_csv: Path, images_dir: Path, hook_lo
                 attributes=list(attributes), image_size=list(image_size), crop="none", epochs=epochs,
                 batch_size=batch_size, seed=seed, threads=1, hook_log=str(hook_log), **job_fields)
     return [sys.executable, "-c", TRAIN_ONE_SCRIPT, json.dumps(spec)]
+
+
+def kill_when(argv: list[str], ready: Callable[[], bool], deadline_s: float = 600.0) -> int:
+    """Start ``argv``, SIGKILL it as soon as ``ready()`` holds (polled every 20 ms; it must hold before the
+    process ends and within ``deadline_s``); returns the return code (``-SIGKILL``)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while not ready():
+            assert proc.poll() is None, f"the process ended (rc {proc.returncode}) before it was ready"
+            assert time.monotonic() < deadline, "not ready within the deadline"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    return proc.returncode

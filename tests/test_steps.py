@@ -244,13 +244,11 @@ def test_killed_sub_epoch_training_resumes_to_the_uninterrupted_result(tmp_path:
     ends with the uninterrupted run's history, metrics and predictions. (baseline_cnn: the best-weights state
     of early stopping is not part of the backup, so a resumed scheduled model may restore another best.)"""
     import json
-    import os
     import signal
     import subprocess
-    import time
 
     import pandas as pd
-    from celeba_fixtures import train_one_command, write_training_job
+    from celeba_fixtures import kill_when, train_one_command, write_training_job
 
     splits_csv, images_dir = write_training_job(tmp_path / "job", n=90)
     fields = dict(model="baseline_cnn", sub_epoch_steps=3)
@@ -271,17 +269,8 @@ def test_killed_sub_epoch_training_resumes_to_the_uninterrupted_result(tmp_path:
     assert (summary("reference")["steps_run"], summary("reference")["sub_epochs_run"]) == (12, 4)
 
     backup = tmp_path / "crashed" / "models" / "baseline_cnn" / "backup"
-    proc = subprocess.Popen(command("crashed", "first.log"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 600
-        while not (backup / "phase1" / "training_metadata.json").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "no backup before the end"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+    rc = kill_when(command("crashed", "first.log"), (backup / "phase1" / "training_metadata.json").exists)
+    assert rc == -signal.SIGKILL
     done = json.loads((backup / "phase1" / "training_metadata.json").read_text())["epoch"]
     assert 1 <= done < 4 and json.loads((backup / "plan.json").read_text())["sub_epoch_steps"] == 3
     resumed = subprocess.run(command("crashed", "second.log"), capture_output=True, text=True, timeout=600)
