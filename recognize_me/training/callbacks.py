@@ -113,12 +113,13 @@ class FaultInjector(keras.callbacks.Callback):
 
 
 class EpochSeeds(keras.callbacks.Callback):
-    """Make every epoch's randomness a function of the epoch number, so a resumed run repeats it.
+    """Make every (sub-)epoch's randomness a function of its number, so a resumed run repeats it.
 
-    Before each epoch: sets ``epoch_var`` (read by ``dataset.make_dataset(epoch=...)`` for the shuffle
-    order and flips) to ``offset + epoch``, and moves every seed generator of the model (Dropout) to
-    (its seed, ``(offset + epoch) * 2**24``). Keras' ``BackupAndRestore`` checkpoints weights and
-    optimizer but neither the tf.data seed stream nor the seed generators' counters.
+    Before each Keras epoch: sets ``epoch_var`` to ``offset + epoch`` (``dataset.make_train_stream`` reads
+    it when a fit's iteration starts: the sub-epoch the stream begins at; ``dataset.make_dataset(epoch=...)``
+    reads it every epoch for the shuffle order and flips), and moves every seed generator of the model
+    (Dropout) to (its seed, ``(offset + epoch) * 2**24``). Keras' ``BackupAndRestore`` checkpoints weights
+    and optimizer but neither the input position nor the seed generators' counters.
     """
 
     def __init__(self, epoch_var: Any, offset: int = 0) -> None:

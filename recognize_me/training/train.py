@@ -253,7 +253,10 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
     val_ds = make_eval_batches(loaders["val"], fit_labels["val"], monitored, batch_size=job.batch_size)
     val_ds = val_ds if targets is None else val_ds.map(targets)
     eval_batches = (len(monitored) / job.batch_size, (1.5 * n_val + n_test) / job.batch_size)
-    step_s, val_s = _size_sub_epochs(job, plan, fit_model, val_ds, started, eval_batches)
+    probe = make_eval_batches(loaders["train"], fit_labels["train"], np.arange(min(n_train, job.batch_size)),
+                              batch_size=job.batch_size)
+    step_s, val_s = _size_sub_epochs(job, plan, fit_model, probe if targets is None else probe.map(targets),
+                                     started, eval_batches)
     train_ds = make_train_stream(loaders["train"], fit_labels["train"], batch_size=job.batch_size,
                                  sub_epoch_steps=plan.sub_epoch_steps, max_epochs=job.epochs, start=epoch_var,
                                  seed=job.model_seed, augment_flip=job.augment_flip)
