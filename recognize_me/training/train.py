@@ -188,8 +188,9 @@ def _record_path(job: TrainJob) -> Path:
 def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float,
                      eval_batches: tuple[float, float]) -> tuple[float | None, float]:
     """Set ``plan.sub_epoch_steps`` (and with a budget a first ``planned_steps``); returns the measured
-    seconds per step (None without a budget) and the estimated seconds of one validation. A rerun of a killed job reads the size its first run chose
-    from ``backup/plan.json``, so its sub-epochs (and its resume point) are the same."""
+    seconds per step (None without a budget) and the estimated seconds of one validation. A rerun of a
+    killed job reads the size (and step time) its first run chose from ``backup/plan.json``, so its
+    sub-epochs (and its resume point) are the same."""
     from recognize_me.training.budget import first_plan, sub_epoch_size
     from recognize_me.training.callbacks import measure_step_time
 
