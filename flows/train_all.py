@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from prefect import flow
 
@@ -45,7 +46,8 @@ def train_all(config: PipelineConfig) -> str:
     decoded = decode_images(config, splits_csv, tables.paths.images_dir, source)
     n_workers = worker_count(config, len(config.models))
     jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, source,
-                     threads=threads_per_worker(n_workers), n_workers=n_workers, decoded=decoded)
+                     threads=threads_per_worker(n_workers), n_workers=n_workers, decoded=decoded,
+                     now=time.time())  # budgeted jobs end by their slot's end, however late they start
     outcomes = run_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh)
 
     report = publish_report(run_dir, splits_csv, tables.paths.images_dir, config.attribute_names, outcomes)

@@ -318,3 +318,24 @@ def test_train_one_reports_progress_inside_epochs_and_plans_sub_epochs_from_the_
     assert budgeted["train_time_s"] <= 60.0 * 1.05 or budgeted["stopped_by_budget"]
     plan = json.loads((tmp_path / "run" / "models" / "resnet" / "metrics.json").read_text())
     assert plan["epochs_planned"] <= 50 and plan["steps_planned"] == plan["steps_run"]
+
+
+def test_a_late_job_shortens_its_training_to_its_slot_and_the_deadline_is_not_in_the_cache_key(
+        tmp_path: Path) -> None:
+    import dataclasses
+
+    from recognize_me.config import PipelineConfig
+    from recognize_me.training.budget import budget_left
+    from recognize_me.training.plan import JOB_OVERHEAD_S, plan_jobs
+
+    assert budget_left(None, 100.0, 0.0) is None and budget_left(50.0, None, 0.0) == 50.0
+    assert budget_left(50.0, 1030.0, 1000.0) == 30.0 and budget_left(50.0, 990.0, 1000.0) == 0.0
+    assert budget_left(50.0, 2000.0, 1000.0) == 50.0
+    config = PipelineConfig(celeba_dir=tmp_path, models=["baseline_cnn", "cnn_scheduled", "resnet"], time_budget_min=10)
+    jobs = plan_jobs(config, tmp_path, tmp_path / "s.csv", tmp_path, "fp", threads=1, n_workers=2, now=1000.0)
+    first = [j for j in jobs if j.deadline == pytest.approx(1000.0 + j.budget_s + JOB_OVERHEAD_S / 2)]
+    assert len(first) == 2  # one job starts on each worker at once; the third ends by the stage's end
+    assert max(j.deadline for j in jobs) == pytest.approx(1000.0 + 600.0 - JOB_OVERHEAD_S / 2)
+    assert all(j.deadline is None for j in plan_jobs(config, tmp_path, tmp_path / "s.csv", tmp_path, "fp", threads=1))
+    (tmp_path / "s.csv").write_text("image_id,split\n")
+    assert dataclasses.replace(jobs[0], deadline=5.0).cache_key() == jobs[0].cache_key()

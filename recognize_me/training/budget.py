@@ -110,6 +110,15 @@ def steps_that_fit(left_s: float, step_s: float, val_s: float, sub_epoch_steps: 
     return full * sub_epoch_steps + partial
 
 
+def budget_left(budget_s: float | None, deadline: float | None, now: float) -> float | None:
+    """The seconds a job may use from ``now``: its ``budget_s``, or less when its ``deadline`` (a
+    ``time.time()`` by which its worker's stage share ends) comes first (a late start: a slow cluster start,
+    an earlier job that overran)."""
+    if budget_s is None or deadline is None:
+        return budget_s
+    return max(0.0, min(budget_s, deadline - now))
+
+
 def first_plan(plan: EpochPlan, left_s: float, step_s: float, batches_per_validation: float,
                batches_to_evaluate: float) -> float:
     """The plan before any sub-epoch has run, from a measured ``step_s``: a validation or evaluation batch is

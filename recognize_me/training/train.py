@@ -64,6 +64,7 @@ class TrainJob:
     threads: int = 1
     precision: str = "float32"  # a Keras dtype policy name or "auto" (recognize_me.training.precision)
     budget_s: float | None = None  # seconds for training + evaluation (None: always max epochs)
+    deadline: float | None = None  # time.time() by which training + evaluation end (plan_jobs; None: budget_s)
     sub_epoch_steps: int | None = None  # batches per Keras epoch (None: from the budget, else one epoch)
     decoded: Path | None = None  # decoded_cache folder holding every image of splits_csv (None: read JPEGs)
     context: dict[str, Any] = field(default_factory=dict)  # resolved config, fingerprint: saved in config.json
@@ -199,17 +200,17 @@ def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float,
     if record.get("steps_per_epoch") != plan.steps_per_epoch:
         record = {}
     step_s = record.get("step_s")
-    if job.budget_s is not None and step_s is None:
+    if plan.budget_s is not None and step_s is None:
         step_s = measure_step_time(model, next(iter(probe_ds)))
     if job.sub_epoch_steps is not None:
         steps = max(1, min(plan.steps_per_epoch, job.sub_epoch_steps))
     else:
-        steps = record.get("sub_epoch_steps") or sub_epoch_size(plan.steps_per_epoch, step_s or 0.0, job.budget_s)
+        steps = record.get("sub_epoch_steps") or sub_epoch_size(plan.steps_per_epoch, step_s or 0.0, plan.budget_s)
     plan.sub_epoch_steps = int(steps)
     write_json(record_path, {"steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps,
                              "step_s": step_s})
-    if job.budget_s is not None:
-        return step_s, first_plan(plan, job.budget_s - (time.monotonic() - started), step_s, *eval_batches)
+    if plan.budget_s is not None:
+        return step_s, first_plan(plan, plan.budget_s - (time.monotonic() - started), step_s, *eval_batches)
     return step_s, 0.0
 
 
@@ -224,13 +225,14 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
 
     from recognize_me.data.dataset import evenly_spaced, make_eval_batches, make_train_stream
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
-    from recognize_me.training.budget import EpochPlan
+    from recognize_me.training.budget import EpochPlan, budget_left
     from recognize_me.training.callbacks import TimeBudget
     from recognize_me.training.seeding import isolated_default_seeds
     from recognize_me.training.thresholds import evaluate_with_thresholds
 
     start = time.perf_counter()
     started = time.monotonic()
+    budget_s = budget_left(job.budget_s, job.deadline, time.time())
     policy = configure_tensorflow(job.threads, job.model_seed, job.precision)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     spec = get_model_spec(job.model)
@@ -248,7 +250,7 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
         fit_model, fit_labels, targets = model, {k: v[1] for k, v in data.items()}, None
         if spec.identity_loss_weight > 0:
             fit_model, fit_labels, targets = _identity_fit(job, spec, model, data)
-    plan = EpochPlan(max_epochs=job.epochs, budget_s=job.budget_s, steps_per_epoch=-(-n_train // job.batch_size))
+    plan = EpochPlan(max_epochs=job.epochs, budget_s=budget_s, steps_per_epoch=-(-n_train // job.batch_size))
     n_val, n_test = len(data["val"][1]), len(data["test"][1])
     monitored = evenly_spaced(n_val, VAL_MONITOR_IMAGES)
     val_ds = make_eval_batches(loaders["val"], fit_labels["val"], monitored, batch_size=job.batch_size)
@@ -309,7 +311,8 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
         "max_epochs": job.epochs, "steps_run": steps_run, "steps_planned": plan.steps,
         "steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps, "sub_epochs_run": done,
         "step_s_measured": None if step_s is None else round(step_s, 4), "val_images_monitored": len(monitored),
-        "budget_s": job.budget_s, "stopped_by_budget": bool(plan.stopped_by_budget),
+        "budget_s": job.budget_s, "budget_left_at_start_s": None if budget_s is None else round(budget_s, 1),
+        "stopped_by_budget": bool(plan.stopped_by_budget),
         "images_per_s": round(images_run / max(train_time, 1e-9), 1),
         "precision": policy, "input": input_kind, "seed": job.model_seed,
         **_weights_note(job),
