@@ -297,9 +297,8 @@ def _recent(seconds: list[float]) -> float:
 
 def measure_step_time(model: Any, batch: tuple, steps: int = 3) -> float:
     """Seconds per training step of ``model`` on ``batch``, leaving the model, its optimizer and seed generators
-    exactly as they were. A short ``fit`` on the repeated batch: its first step traces the graph (which the
-    training's ``fit`` then reuses) and is not counted. (``train_on_batch`` would retrace at every call.)
-    A time budget sizes sub-epochs with it."""
+    exactly as they were. A short ``fit`` on the repeated batch (the iterator-fed train function training
+    uses): its first step traces the graph and is not counted. A time budget sizes sub-epochs with it."""
     import time
 
     import tensorflow as tf
