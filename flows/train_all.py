@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 from prefect import flow
 
 from flows.me import recognize_me_stage
 from flows.training import run_parallel
 from recognize_me.config import PipelineConfig
+from recognize_me.data.validation import inventory_cache_dir
 from recognize_me.evaluation.report import best_model_dir, test_set_digest
 from recognize_me.training.plan import plan_jobs, threads_per_worker, worker_count
 from tasks.data import (
@@ -35,7 +37,7 @@ def train_all(config: PipelineConfig) -> str:
     save_run_config(config, run_dir, source)
     cached = {"refresh_cache": config.refresh}
     tables = ingest_celeba.with_options(**cached)(config, source)
-    manifest = inventory.with_options(**cached)(tables, source)
+    manifest = inventory.with_options(**cached)(tables, source, inventory_cache_dir(config))
     check_data.with_options(**cached)(config, tables, manifest, run_dir, source)
     splits_csv = split_data(config, tables, manifest, run_dir)
     photos_csv = prepare_me_photos.with_options(**cached)(config, run_dir, splits_csv, tables.paths.images_dir) \
@@ -44,7 +46,8 @@ def train_all(config: PipelineConfig) -> str:
     decoded = decode_images(config, splits_csv, tables.paths.images_dir, source)
     n_workers = worker_count(config, len(config.models))
     jobs = plan_jobs(config, run_dir, splits_csv, tables.paths.images_dir, source,
-                     threads=threads_per_worker(n_workers), n_workers=n_workers, decoded=decoded)
+                     threads=threads_per_worker(n_workers), n_workers=n_workers, decoded=decoded,
+                     now=time.time())  # budgeted jobs end by their slot's end, however late they start
     outcomes = run_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh)
 
     report = publish_report(run_dir, splits_csv, tables.paths.images_dir, config.attribute_names, outcomes)

@@ -175,7 +175,7 @@ MODELS: Catalog[ModelEntry] = Catalog("model", "MODELS", [
     ModelEntry(
         name="cnn_scheduled", builder=f"{BUILDERS}:build_cnn_scheduled", seed_offset=1000, tune_thresholds=False,
         description="Same CNN, plus a learning-rate schedule (warm-up, then cosine decay to the planned "
-                    "last epoch) and early stopping that restores the best epoch."),
+                    "last optimizer step) and early stopping that restores the best sub-epoch."),
     ModelEntry(
         name="cnn_thresholded", builder=f"{BUILDERS}:build_cnn_thresholded", seed_offset=2000,
         description="Same scheduled CNN, plus per-attribute decision thresholds tuned on validation for "

@@ -58,7 +58,9 @@ class PipelineConfig(BaseModel):
     # --- training ---------------------------------------------------------------------------
     models: list[ModelChoice] = Field(default_factory=lambda: ["baseline_cnn"], description="CelebA models to "
                                       f"train side by side ({', '.join(MODELS.names())}; see recognize_me/catalog.py).")
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1, description="Upper bound of each model's training in epochs (passes over the "
+                        "train split). Training runs in sub-epochs of optimizer steps: whole epochs without a time "
+                        "budget, about 1/8 of the model's share with one (recognize_me/training/budget.py).")
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (reached after the warm-up of "
                                  "the scheduled models; the fixed rate of baseline_cnn).")
@@ -75,6 +77,9 @@ class PipelineConfig(BaseModel):
     decoded_cache: bool = Field(True, description="Decode, crop and resize every image once into a "
                                 "memory-mapped array under output_root/cache/decoded, shared by all models "
                                 "and reruns (falls back to reading the JPEGs when it does not fit).")
+    memory_limit_mb: int | None = Field(None, ge=1, description="Memory (MiB) the decoded array may take; None: "
+                                        "the memory available when decoding. A larger array is not built: "
+                                        "training then streams the JPEGs (nothing cached), said in one log line.")
     dask_address: str | None = Field(None, description="Existing Dask scheduler; None = local cluster.")
     n_workers: int | None = Field(None, ge=1, description="Local training processes; default min(models, cores).")
 

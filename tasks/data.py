@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -82,9 +83,12 @@ def ingest_celeba(config: PipelineConfig, source: str) -> CelebaTables:
 
 
 @task(name="inventory-images", cache_key_fn=_by_source, persist_result=True)
-def inventory(tables: CelebaTables, source: str) -> pd.DataFrame:
-    manifest = inventory_tables(tables)
-    get_run_logger().info("image inventory: %s", summarize_manifest(manifest))
+def inventory(tables: CelebaTables, source: str, cache_dir: Path | None = None) -> pd.DataFrame:
+    """The image manifest; with ``cache_dir`` only images that are new or changed since the last inventory of
+    the folder are opened."""
+    manifest = inventory_tables(tables, cache_dir=cache_dir)
+    get_run_logger().info("image inventory (%d images opened, the rest reused): %s",
+                          manifest.attrs.get("opened", len(manifest)), summarize_manifest(manifest))
     return manifest
 
 
@@ -132,10 +136,16 @@ def decode_images(config: PipelineConfig, splits_csv: Path, images_dir: Path, so
         return None
     quiet_environment()  # before decoding imports TensorFlow in the flow's process: no C++ start-up lines
     try:
+        limit = None if config.memory_limit_mb is None else config.memory_limit_mb * 2**20
         folder, reused = decode_splits(splits_csv, config.output_root / "cache" / "decoded", source, images_dir,
-                                       config.image_size, config.crop)
+                                       config.image_size, config.crop, memory_limit=limit)
     except DecodedCacheDoesNotFit as err:
         logger.warning("%s", err)
         return None
-    logger.info("decoded images %s: %s", "reused" if reused else "written", folder)
+    if reused:
+        logger.info("decoded images reused: %s", folder)
+    else:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        logger.info("decoded images written: %s (%s decoded, %s copied unchanged from an earlier listing)",
+                    folder, meta.get("decoded"), meta.get("copied"))
     return folder

@@ -38,25 +38,47 @@ def _transfer_key(context, parameters) -> str:
     return transfer_cache_key(parameters["job"])
 
 
+class ProgressReporter:
+    """Logs through Prefect and moves the ``training-<name>`` progress artifact: after every (sub-)epoch
+    (``on_epoch``) and at most once a minute inside one (``on_progress``: images done, images/s, ETA)."""
+
+    def __init__(self, name: str) -> None:
+        self.logger = get_run_logger()
+        self.progress_id = create_progress_artifact(0.0, key=artifact_key("training", name),
+                                                    description=f"{name}: share of the planned training done")
+
+    def on_epoch(self, model: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        done = logs.pop("epochs_done", None)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+        if done is None:
+            self.logger.info("%s epoch %d/%d: %s", model, epoch, epochs, shown)
+        else:
+            self.logger.info("%s sub-epoch %d/%d (%.2f epochs done): %s", model, epoch, epochs, done, shown)
+        update_progress_artifact(self.progress_id, 100.0 * epoch / epochs)
+
+    def on_progress(self, model: str, progress: Any) -> None:
+        self.logger.info("%s: %s", model, describe_progress(progress))
+        update_progress_artifact(self.progress_id, 100.0 * progress.fraction)
+
+
+def describe_progress(p: Any) -> str:
+    """One line: images done of planned, epochs, images/s, ETA."""
+    eta = "?" if p.eta_s == float("inf") else f"{p.eta_s / 60:.1f} min"
+    return (f"{p.images_done:,} of {p.images_planned:,} training images ({p.epochs_done:.2f} epochs), "
+            f"{p.images_per_s:,.0f} img/s, about {eta} of training left")
+
+
 def progress_hook(name: str) -> Callable[[str, int, int, dict[str, float]], None]:
     """A per-epoch hook that logs through Prefect and moves a progress artifact keyed by ``name``."""
-    logger = get_run_logger()
-    progress_id = create_progress_artifact(0.0, key=artifact_key("training", name),
-                                           description=f"{name}: epochs completed")
-
-    def on_epoch(model: str, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
-        logger.info("%s epoch %d/%d: %s", model, epoch, epochs, shown)
-        update_progress_artifact(progress_id, 100.0 * epoch / epochs)
-
-    return on_epoch
+    return ProgressReporter(name).on_epoch
 
 
 @task(name="train-model", task_run_name="train-{job.model}", cache_key_fn=_job_key, persist_result=True,
       retries=1)
 def train_model(job: TrainJob) -> dict[str, Any]:
     import_tensorflow_quietly()
-    summary = train_one(job, on_epoch=progress_hook(job.model))
+    reporter = ProgressReporter(job.model)
+    summary = train_one(job, on_epoch=reporter.on_epoch, on_progress=reporter.on_progress)
     get_run_logger().info("%s: mean test accuracy %.4f in %.1f s", job.model, summary["mean_accuracy"],
                           summary["train_time_s"])
     return {k: v for k, v in summary.items() if k != "per_attribute"}

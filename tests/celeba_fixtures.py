@@ -11,8 +11,9 @@ a ``str`` is written verbatim (for malformed files).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -238,14 +239,37 @@ train_one(job, on_epoch=hook)
 def train_one_command(run_dir: Path, splits_csv: Path, images_dir: Path, hook_log: Path, *,
                       model: str = "baseline_cnn", epochs: int = 3, seed: int = 5,
                       attributes: Sequence[str] = JOB_ATTRIBUTES, image_size: tuple[int, int] = (32, 32),
-                      batch_size: int = 16) -> list[str]:
+                      batch_size: int = 16, **job_fields: Any) -> list[str]:
     """argv running ``training.train_one`` for a tiny job in a fresh Python process; the epoch hook appends
     ``{"epoch": <1-based>, "epochs": N}`` lines to ``hook_log``. The job's folder is
-    ``run_dir/models/<model>``."""
+    ``run_dir/models/<model>``; ``job_fields``: further ``TrainJob`` fields (JSON values)."""
     import json
     import sys
 
     spec = dict(model=model, run_dir=str(run_dir), splits_csv=str(splits_csv), images_dir=str(images_dir),
                 attributes=list(attributes), image_size=list(image_size), crop="none", epochs=epochs,
-                batch_size=batch_size, seed=seed, threads=1, hook_log=str(hook_log))
+                batch_size=batch_size, seed=seed, threads=1, hook_log=str(hook_log), **job_fields)
     return [sys.executable, "-c", TRAIN_ONE_SCRIPT, json.dumps(spec)]
+
+
+def kill_when(argv: list[str], ready: Callable[[], bool], deadline_s: float = 600.0) -> int:
+    """Start ``argv``, SIGKILL it as soon as ``ready()`` holds (polled every 20 ms; it must hold before the
+    process ends and within ``deadline_s``); returns the return code (``-SIGKILL``)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while not ready():
+            assert proc.poll() is None, f"the process ended (rc {proc.returncode}) before it was ready"
+            assert time.monotonic() < deadline, "not ready within the deadline"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    return proc.returncode

@@ -62,7 +62,7 @@ def _fit(plan: EpochPlan, seconds: float, val_losses=None, epochs: int | None = 
 def test_budget_plans_from_the_first_epoch_and_stops_within_it() -> None:
     plan = EpochPlan(max_epochs=20, budget_s=35.0)
     _, history, _ = _fit(plan, seconds=10.0)
-    assert len(history.epoch) == 3 == plan.planned_epochs == plan.epochs  # 3 x 10 s <= 35 s < 4 x 10 s
+    assert len(history.epoch) == 3 == plan.planned_steps == plan.epochs  # 3 x 10 s <= 35 s < 4 x 10 s
     assert plan.stopped_by_budget
 
 
@@ -72,7 +72,7 @@ def test_max_epochs_ends_a_generous_budget_and_no_budget_changes_nothing() -> No
     assert len(history.epoch) == 4 and plan.epochs == 4 and not plan.stopped_by_budget
     unbudgeted = EpochPlan(max_epochs=3)
     _, history, _ = _fit(unbudgeted, seconds=100.0)
-    assert len(history.epoch) == 3 and unbudgeted.planned_epochs is None and not unbudgeted.stopped_by_budget
+    assert len(history.epoch) == 3 and unbudgeted.planned_steps is None and not unbudgeted.stopped_by_budget
 
 
 def test_a_faster_machine_plans_more_epochs() -> None:
@@ -92,9 +92,11 @@ def test_best_epoch_weights_are_restored() -> None:
 
 def test_evaluation_reserve_counts_against_the_budget() -> None:
     plan = EpochPlan(max_epochs=20, budget_s=35.0)
+    plan.bind(1)  # one step per epoch
+    plan.steps_done = 1
     budget = TimeBudget(plan, 0.0, eval_factor=2.0)
-    budget.epoch_s, budget.val_s = [10.0], 5.0  # 10 s epochs, the evaluation reserve 2 x 5 s
-    assert budget.plan_epochs(1, 10.0) == 2  # 10 + 10 + 10 (reserve) <= 35; a third epoch would not fit
+    budget.step_s, budget.val_s = [10.0], 5.0  # 10 s steps, 5 s validations, the evaluation reserve 2 x 5 s
+    assert budget.plan_steps(10.0) == 2  # 10 + 10 + 5 + 10 (reserve) <= 35; a third step would not fit
 
 
 def test_pack_budget_fits_every_worker_and_orders_by_start() -> None:
@@ -211,9 +213,10 @@ def test_budgeted_train_one_stops_by_budget_and_says_so(tmp_path: Path) -> None:
     common = dict(run_dir=tmp_path / "run", splits_csv=splits_csv, images_dir=images, attributes=JOB_ATTRIBUTES,
                   image_size=(32, 32), crop="none", batch_size=16, threads=1, decoded=decoded,
                   precision="mixed_bfloat16")
-    # a budget that the first epoch alone uses up: one epoch runs, the plan says 1, the report says why
+    # a budget used up before training starts: one step (of 3 per epoch) runs, the plan says so, and why
     summary = train_one(TrainJob(model="cnn_scheduled", epochs=6, budget_s=0.001, **common))
-    assert (summary["epochs_run"], summary["epochs_planned"], summary["stopped_by_budget"]) == (1, 1, True)
+    assert (summary["epochs_run"], summary["epochs_planned"], summary["stopped_by_budget"]) == (0.33, 0.33, True)
+    assert (summary["steps_run"], summary["steps_per_epoch"], summary["sub_epoch_steps"]) == (1, 3, 3)
     assert summary["input"] == "decoded array" and summary["precision"] == "mixed_bfloat16"
     written = json.loads((tmp_path / "run" / "models" / "cnn_scheduled" / "metrics.json").read_text())
     assert written["stopped_by_budget"] is True and written["max_epochs"] == 6
@@ -221,6 +224,7 @@ def test_budgeted_train_one_stops_by_budget_and_says_so(tmp_path: Path) -> None:
     # the two-phase model under a generous budget: max epochs over both phases, not stopped by the budget
     vgg = train_one(TrainJob(model="vgg16_finetune", epochs=2, budget_s=3600.0, **common))
     assert (vgg["epochs_run"], vgg["epochs_planned"], vgg["stopped_by_budget"]) == (2, 2, False)
+    assert vgg["step_s_measured"] > 0
     assert vgg["trained_from_scratch"] is True
     history = json.loads(json.dumps(
         __import__("pandas").read_csv(tmp_path / "run" / "models" / "vgg16_finetune" / "history.csv")["phase"]

@@ -10,7 +10,6 @@ epochs see the same batches, flips and dropout masks as the uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from celeba_fixtures import image_ids, train_one_command, write_images, write_training_job
+from celeba_fixtures import image_ids, kill_when, train_one_command, write_images, write_training_job
 
 DEADLINE_S = 600.0  # generous: the machine may be busy; the polls return as soon as the condition holds
 
@@ -72,20 +71,9 @@ def test_killed_training_resumes_to_the_uninterrupted_result(job_files, tmp_path
     # 1. start the same job elsewhere and SIGKILL it as soon as its first epoch is backed up
     out = tmp_path / "crashed" / "models" / "baseline_cnn"
     backup = out / "backup" / "phase1"
-    proc = subprocess.Popen(train_one_command(tmp_path / "crashed", splits_csv, images_dir, tmp_path / "first.log"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while _backed_up_epochs(backup) < 1:
-            assert proc.poll() is None, f"training ended (rc {proc.returncode}) before its first backup"
-            assert time.monotonic() < deadline, "no backup within the deadline"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    rc = kill_when(train_one_command(tmp_path / "crashed", splits_csv, images_dir, tmp_path / "first.log"),
+                   lambda: _backed_up_epochs(backup) >= 1, DEADLINE_S)
+    assert rc == -signal.SIGKILL
     backed_up = _backed_up_epochs(backup)
     assert 1 <= backed_up < 3, "the kill must land mid-training"
     assert not (out / "metrics.json").exists()

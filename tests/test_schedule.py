@@ -47,7 +47,7 @@ class _ChangePlan(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 0:
-            self.plan.planned_epochs = self.epochs
+            self.plan.planned_steps = self.epochs * self.params["steps"]
 
 
 def _fit(plan: EpochPlan, epochs: int, extra: list) -> list[float]:
@@ -73,8 +73,9 @@ def test_callback_follows_a_plan_changed_after_the_first_epoch():
     plan = EpochPlan(max_epochs=10)
     rates = _fit(plan, 3, [_ChangePlan(plan, 3)])
     assert plan.epochs == 3
-    # first epoch aimed at 10 epochs (warm-up identical); afterwards the cosine ends at epoch 3
-    assert rates[4:] == pytest.approx([warmup_cosine(s, 12, 0.1, 4) for s in range(4, 12)])
+    # first epoch aimed at 10 epochs; afterwards the cosine ends at epoch 3 (and the warm-up is capped at a
+    # quarter of the 12 planned steps, so step 4 is already on the cosine)
+    assert rates[4:] == pytest.approx([warmup_cosine(s, 12, 0.1, 3) for s in range(4, 12)])
     assert rates[-1] < 0.01  # last batch of the new plan is near the bottom, not 3/10 of the way
 
 

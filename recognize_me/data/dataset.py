@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -154,3 +154,103 @@ def _flip(item: tuple, r: tf.Tensor, seed: int = 0) -> tuple:
 def _to_float(*item: tf.Tensor) -> tuple | tf.Tensor:
     img = tf.cast(item[0], tf.float32) / 255.0
     return (img, *item[1:]) if len(item) > 1 else img
+
+
+# --- the training stream: sub-epochs of a seeded, resumable sequence of batches ---------------------------
+
+Loader = Callable[[tf.data.Dataset, int], tf.data.Dataset]
+
+
+def jpeg_loader(paths: Sequence[str], image_size: tuple[int, int], crop: Crop = "square") -> Loader:
+    """Loads split positions (int64) as batches of (uint8 images, positions), reading and decoding the files
+    (nothing cached: memory stays flat whatever the number of images)."""
+    table = tf.constant(list(map(str, paths)))
+
+    def load(positions: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+        def one(i: tf.Tensor) -> tuple:
+            return decode_and_resize(tf.gather(table, i), image_size, crop), i
+
+        return positions.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+
+    return load
+
+
+def array_loader(images: np.ndarray, rows: np.ndarray) -> Loader:
+    """Loads split positions as batches of (``images[rows[positions]]``, positions): one gather per batch from
+    the (memory-mapped) decoded array."""
+    rows = np.asarray(rows, dtype=np.int64)
+    shape = tuple(int(d) for d in images.shape[1:])
+
+    def gather(idx: np.ndarray) -> np.ndarray:
+        return np.asarray(images[rows[idx]])
+
+    def load(positions: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+        def take(idx: tf.Tensor) -> tuple:
+            img = tf.numpy_function(gather, [idx], tf.uint8, stateful=False)
+            return tf.ensure_shape(img, (None, *shape)), idx
+
+        return positions.batch(batch_size).map(take, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    return load
+
+
+def make_train_stream(load: Loader, labels: np.ndarray, *, batch_size: int, sub_epoch_steps: int,
+                      max_epochs: int, start: tf.Variable, seed: int = 0, shuffle: bool = True,
+                      augment_flip: bool = True) -> tf.data.Dataset:
+    """The whole training as one sequence of float32 batches, from optimizer step ``start * sub_epoch_steps``
+    (``start`` an int64 ``tf.Variable`` read when an iteration begins: the sub-epoch a fit starts at) to the
+    end of real epoch ``max_epochs``.
+
+    Real epoch ``e`` is the split in the order of a stateless shuffle seeded by (``seed``, ``e``), cut into
+    ``ceil(n / batch_size)`` batches (the last one partial, as an epoch always ends); batch ``b``'s images are
+    flipped by a key of (``seed``, ``e``, ``b``). Every batch is therefore a pure function of its step number,
+    and a run resumed at sub-epoch ``k`` starts where an uninterrupted run's sub-epoch ``k`` starts: only the
+    positions are skipped, no image before the start is loaded. Feed it to ``fit(steps_per_epoch=
+    sub_epoch_steps)``: Keras keeps one iterator across its epochs.
+    """
+    n = len(labels)
+    per_epoch = -(-n // batch_size)
+    label_table = tf.constant(np.asarray(labels, dtype=np.float32))
+
+    def one_epoch(first_step: tf.Tensor, e: tf.Tensor) -> tf.data.Dataset:
+        skip = tf.maximum(first_step - e * per_epoch, 0)  # batches of this epoch already trained
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), e]))
+        positions = tf.data.Dataset.from_tensor_slices(order[skip * batch_size:])
+        batches = tf.data.Dataset.zip(tf.data.Dataset.range(skip, per_epoch), load(positions, batch_size))
+
+        def finish(b: tf.Tensor, loaded: tuple) -> tuple:
+            images, idx = loaded
+            if augment_flip:
+                key = tf.stack([e * (per_epoch + 1) + b, tf.constant(seed, tf.int64)])
+                images = tf.image.stateless_random_flip_left_right(images, seed=key)
+            return tf.cast(images, tf.float32) / 255.0, tf.gather(label_table, idx)
+
+        return batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def from_start(_: tf.Tensor) -> tf.data.Dataset:
+        first_step = tf.cast(start.read_value(), tf.int64) * sub_epoch_steps
+        epochs = tf.data.Dataset.range(first_step // per_epoch, max_epochs)
+        return epochs.flat_map(lambda e: one_epoch(first_step, e))
+
+    return tf.data.Dataset.range(1).flat_map(from_start).prefetch(tf.data.AUTOTUNE)
+
+
+def make_eval_batches(load: Loader, labels: np.ndarray, positions: np.ndarray | None = None, *,
+                      batch_size: int = 64) -> tf.data.Dataset:
+    """Float32 batches (images, labels) of the split's ``positions`` (all, in order, when None), unshuffled and
+    unflipped, loaded as they are needed (nothing cached)."""
+    positions = np.arange(len(labels)) if positions is None else np.asarray(positions)
+    label_table = tf.constant(np.asarray(labels, dtype=np.float32))
+    ds = load(tf.data.Dataset.from_tensor_slices(positions.astype(np.int64)), batch_size)
+    ds = ds.map(lambda img, idx: (tf.cast(img, tf.float32) / 255.0, tf.gather(label_table, idx)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """``min(n, k)`` distinct positions spread evenly over ``range(n)`` (all of them when ``k >= n``)."""
+    if k >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max(1, k)).round().astype(np.int64))

@@ -1,7 +1,13 @@
-"""Image inventory: for every listed image, whether it exists, fully decodes, its size, mode and bytes."""
+"""Image inventory: for every listed image, whether it exists, fully decodes, its size, mode and bytes.
+
+Incremental with a ``cache`` file: each inspected image's row is kept with the file's (size, mtime) at that
+time, and a later inventory of the same folder opens only the images that are new or whose size or mtime
+changed (one ``scandir`` of the folder finds them); the others' rows are reused as they are.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -42,15 +48,18 @@ def inspect_image(path: Path) -> tuple[bool, int, int, str, int, str]:
 
 
 def inventory_images(images_dir: Path, image_ids: Iterable[str], *, workers: int | None = None,
-                     progress: bool = False) -> pd.DataFrame:
+                     progress: bool = False, cache: Path | None = None) -> pd.DataFrame:
     """Manifest with one row per listed id (columns ``MANIFEST_COLUMNS``), decoded in parallel threads.
 
     Ids that are not plain file names are never opened: they get ``exists=False`` and an error.
-    A listed-but-absent image has ``exists=False`` and ``error="absent"``.
+    A listed-but-absent image has ``exists=False`` and ``error="absent"``. With ``cache`` (a CSV file,
+    see ``inventory_cache_file``) only new or changed images are opened; ``frame.attrs["opened"]`` says how
+    many were.
     """
     ids = [str(i) for i in image_ids]
     images_dir = Path(images_dir)
-    present = set(os.listdir(images_dir)) if images_dir.is_dir() else set()
+    present = _file_stats(images_dir)
+    known = _read_cache(cache)
     rows: dict[str, tuple] = {}
     to_decode: list[str] = []
     for image_id in ids:
@@ -58,14 +67,66 @@ def inventory_images(images_dir: Path, image_ids: Iterable[str], *, workers: int
             rows[image_id] = (False, False, -1, -1, "", -1, "unsafe id (not a plain file name)")
         elif image_id not in present:
             rows[image_id] = (False, False, -1, -1, "", -1, "absent")
+        elif known.get(image_id, (None,))[0] == present[image_id]:
+            rows[image_id] = known[image_id][1]
         else:
             to_decode.append(image_id)
     results = _decode_all(images_dir, to_decode, workers, progress)
     for image_id, (ok, w, h, mode, nbytes, err) in zip(to_decode, results, strict=True):
         rows[image_id] = (True, ok, w, h, mode, nbytes, err)
     frame = pd.DataFrame([(i, *rows[i]) for i in ids], columns=list(MANIFEST_COLUMNS))
-    return frame.astype({"exists": bool, "decodable": bool, "width": "int64", "height": "int64",
-                         "bytes": "int64", "mode": str, "error": str})
+    frame = frame.astype({"exists": bool, "decodable": bool, "width": "int64", "height": "int64",
+                          "bytes": "int64", "mode": str, "error": str})
+    if cache is not None and (to_decode or len(known) != len(present)):
+        _write_cache(cache, frame, present)
+    frame.attrs["opened"] = len(to_decode)
+    return frame
+
+
+def inventory_cache_file(cache_dir: Path, images_dir: Path) -> Path:
+    """The inventory cache of ``images_dir`` under ``cache_dir`` (one file per folder and decoder limit)."""
+    key = f"{Path(images_dir).resolve()}\0{Image.MAX_IMAGE_PIXELS}"
+    return Path(cache_dir) / f"inventory-{hashlib.sha256(key.encode()).hexdigest()[:16]}.csv"
+
+
+def _file_stats(images_dir: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file in the folder, from one ``scandir`` (links followed)."""
+    if not images_dir.is_dir():
+        return {}
+    out = {}
+    with os.scandir(images_dir) as entries:
+        for entry in entries:
+            try:
+                st = entry.stat()
+            except OSError:  # a dangling link: listed, not readable -> inspected (and reported) as it is
+                out[entry.name] = (-1, -1)
+                continue
+            out[entry.name] = (int(st.st_size), int(st.st_mtime_ns))
+    return out
+
+
+def _read_cache(cache: Path | None) -> dict[str, tuple[tuple[int, int], tuple]]:
+    """image_id -> ((size, mtime_ns) when inspected, manifest row without the id); {} when absent or
+    unreadable (the cache is an optimisation: a damaged one costs a full inventory, never a wrong row)."""
+    if cache is None or not Path(cache).is_file():
+        return {}
+    try:
+        table = pd.read_csv(cache, dtype={"image_id": str, "mode": str, "error": str}, keep_default_na=False)
+        return {r[0]: ((int(r[-2]), int(r[-1])), (bool(r[1]), bool(r[2]), int(r[3]), int(r[4]), r[5], int(r[6]),
+                                                   r[7]))
+                for r in table[[*MANIFEST_COLUMNS, "file_size", "file_mtime_ns"]].itertuples(index=False)}
+    except (ValueError, KeyError, OSError):
+        return {}
+
+
+def _write_cache(cache: Path, frame: pd.DataFrame, stats: dict[str, tuple[int, int]]) -> None:
+    from recognize_me.fileio import write_with
+
+    kept = frame[frame["exists"]].copy()
+    kept["file_size"] = [stats[i][0] for i in kept["image_id"]]
+    kept["file_mtime_ns"] = [stats[i][1] for i in kept["image_id"]]
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    write_with(Path(cache), lambda p: kept.to_csv(p, index=False))
 
 
 def _decode_all(images_dir: Path, ids: list[str], workers: int | None, progress: bool) -> list[tuple]:

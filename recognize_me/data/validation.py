@@ -11,7 +11,7 @@ from recognize_me.config import PipelineConfig
 from recognize_me.data.celeba_files import CelebaTables, load_celeba_tables, locate_celeba_files
 from recognize_me.data.check_report import CheckReport
 from recognize_me.data.checks import check_celeba
-from recognize_me.data.inventory import inventory_images
+from recognize_me.data.inventory import inventory_cache_file, inventory_images
 
 
 def load_tables(config: PipelineConfig) -> CelebaTables:
@@ -20,8 +20,15 @@ def load_tables(config: PipelineConfig) -> CelebaTables:
     return load_celeba_tables(paths, config.attribute_names)
 
 
-def inventory_tables(tables: CelebaTables, progress: bool = False) -> pd.DataFrame:
-    return inventory_images(tables.paths.images_dir, tables.attributes.frame["image_id"], progress=progress)
+def inventory_tables(tables: CelebaTables, progress: bool = False, cache_dir: Path | None = None) -> pd.DataFrame:
+    """The image manifest; with ``cache_dir`` (``inventory_cache_dir``) only new or changed images are opened."""
+    images_dir = tables.paths.images_dir
+    cache = None if cache_dir is None else inventory_cache_file(cache_dir, images_dir)
+    return inventory_images(images_dir, tables.attributes.frame["image_id"], progress=progress, cache=cache)
+
+
+def inventory_cache_dir(config: PipelineConfig) -> Path:
+    return Path(config.output_root) / "cache" / "inventory"
 
 
 def check_tables(config: PipelineConfig, tables: CelebaTables, manifest: pd.DataFrame,
@@ -42,5 +49,5 @@ class Validation:
 def validate(config: PipelineConfig, docs_dir: Path | None = None, progress: bool = False) -> Validation:
     """Read, inventory and check the CelebA files named by ``config`` (CelebaFormatError if unreadable)."""
     tables = load_tables(config)
-    manifest = inventory_tables(tables, progress=progress)
+    manifest = inventory_tables(tables, progress=progress, cache_dir=inventory_cache_dir(config))
     return Validation(tables, manifest, check_tables(config, tables, manifest, docs_dir))

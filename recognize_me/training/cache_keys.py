@@ -85,7 +85,7 @@ def photo_set_digest(photos_csv: Path) -> str:
 
 #: TrainJob fields that say where or how a job runs, not what it learns.
 TRAIN_NOT_IN_KEY = frozenset({"run_dir", "splits_csv", "images_dir", "threads", "fault_exit_epoch", "context",
-                              "decoded"})
+                              "decoded", "deadline"})
 #: TransferJob fields that say where or how a job runs, not what it learns.
 TRANSFER_NOT_IN_KEY = frozenset({"out_dir", "threads"})
 

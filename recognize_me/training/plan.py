@@ -76,8 +76,13 @@ def pack_budget(weights: dict[str, float], total_s: float, n_workers: int,
 
 
 def plan_jobs(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path,
-              fingerprint: str, threads: int, n_workers: int = 1, decoded: Path | None = None) -> list[TrainJob]:
-    """One job per model; with ``time_budget_min`` each has its budget and they come in start order."""
+              fingerprint: str, threads: int, n_workers: int = 1, decoded: Path | None = None,
+              now: float | None = None) -> list[TrainJob]:
+    """One job per model; with ``time_budget_min`` each has its budget and they come in start order.
+
+    ``now``: the stage's start (``time.time()``); with it each budgeted job also gets a ``deadline``, its
+    slot's end (start + budget + half the start-up allowance), so a job that starts late (a slow cluster or
+    process start, an earlier job's overrun) shortens its training instead of pushing the stage's end."""
     context = {"pipeline_config": json.loads(config.to_json()), "data_fingerprint": fingerprint,
                "base_seed": config.seed}
     jobs = [TrainJob(model=name, run_dir=Path(run_dir), splits_csv=Path(splits_csv), images_dir=Path(images_dir),
@@ -93,4 +98,6 @@ def plan_jobs(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_di
     by_name = {j.model: j for j in jobs}
     slots = pack_budget({j.model: budget_weight(j.model, j.vgg_weights) for j in jobs},
                         config.time_budget_min * 60.0, n_workers)
-    return [dataclasses.replace(by_name[s.name], budget_s=round(s.budget_s, 1)) for s in slots]
+    return [dataclasses.replace(by_name[s.name], budget_s=round(s.budget_s, 1),
+                                deadline=None if now is None else now + s.start_s + s.budget_s + JOB_OVERHEAD_S / 2)
+            for s in slots]

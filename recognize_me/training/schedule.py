@@ -1,9 +1,9 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay to the planned end of training.
+"""Learning-rate schedule: linear warm-up, then cosine decay to the planned last optimizer step.
 
-The planned end is read from an ``EpochPlan`` (``plan.epochs``) at every batch, so when the time budget
-changes the plan after the first epoch, the cosine re-aims at the new end from the current step on. The
-rate is a pure function of (epoch, batch, plan), so a run resumed from a backup sets exactly the rates an
-uninterrupted run sets.
+The planned end is read from an ``EpochPlan`` (``plan.steps``) at every batch, so when the time budget
+changes the plan after a sub-epoch, the cosine re-aims at the new end from the current step on and reaches
+its floor where training stops. The rate is a pure function of (sub-epoch, batch, plan), so a run resumed
+from a backup sets exactly the rates an uninterrupted run sets.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from typing import Any
 import keras
 
 from recognize_me.training.budget import EpochPlan
+
+#: The warm-up never takes more than this fraction of the planned steps (a budget of about one epoch
+#: would otherwise spend it all warming up).
+MAX_WARMUP_FRACTION = 0.25
 
 
 def warmup_cosine(step: int, total_steps: int, base_lr: float, warmup_steps: int,
@@ -37,13 +41,14 @@ class WarmupCosineSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate before every batch (see ``warmup_cosine``).
 
     Args:
-        plan: the process's ``EpochPlan``; ``plan.epochs`` is the planned number of epochs of the whole
-            training (all phases), re-read every batch.
+        plan: the process's ``EpochPlan``; ``plan.steps`` is the planned last step of the whole training
+            (all phases), re-read every batch.
         base_lr: peak rate, reached at the end of warm-up.
-        warmup_epochs: warm-up length in epochs (fractions allowed; converted to steps).
+        warmup_epochs: warm-up length in real epochs (fractions allowed; converted to steps), at most
+            ``MAX_WARMUP_FRACTION`` of the planned steps.
         min_fraction: final rate as a fraction of ``base_lr``.
-        offset: epochs already run before this ``fit`` (a second training phase), so the schedule
-            continues instead of restarting.
+        offset: Keras epochs (sub-epochs) already run before this ``fit`` (a second training phase), so the
+            schedule continues instead of restarting.
     """
 
     def __init__(self, plan: EpochPlan, base_lr: float, warmup_epochs: float = 1.0, min_fraction: float = 0.01,
@@ -53,18 +58,19 @@ class WarmupCosineSchedule(keras.callbacks.Callback):
         self.min_fraction, self.offset = float(min_fraction), int(offset)
         self._epoch = 0
 
-    def _steps_per_epoch(self) -> int:
+    def _keras_steps(self) -> int:
         steps = (self.params or {}).get("steps")
         if not steps:
             raise ValueError("WarmupCosineSchedule needs a dataset of known length (params['steps'] is unset)")
         return int(steps)
 
     def rate(self, epoch: int, batch: int) -> float:
-        """The rate for ``batch`` (0-based) of ``epoch`` (0-based, counted within this ``fit``)."""
-        steps = self._steps_per_epoch()
-        step = (self.offset + epoch) * steps + batch
-        return warmup_cosine(step, self.plan.epochs * steps, self.base_lr,
-                             round(self.warmup_epochs * steps), self.min_fraction)
+        """The rate for ``batch`` (0-based) of Keras epoch ``epoch`` (0-based, counted within this ``fit``)."""
+        self.plan.bind(self._keras_steps())
+        step = (self.offset + epoch) * self.plan.sub_epoch_steps + batch
+        total = self.plan.steps
+        warmup = min(round(self.warmup_epochs * self.plan.steps_per_epoch), round(MAX_WARMUP_FRACTION * total))
+        return warmup_cosine(step, total, self.base_lr, warmup, self.min_fraction)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch

@@ -3,13 +3,21 @@
 Everything a job needs travels as plain values and file paths (``TrainJob``), so a job can run in any
 process or machine that sees the same files. The model folder ends up holding ``model.keras``,
 ``history.csv``, ``metrics.json``, ``config.json`` and ``predictions_test.csv``; every file is written
-atomically. A per-epoch ``backup/`` (``AtomicBackupAndRestore``) lets a rerun resume a killed job, and
-``EpochSeeds`` makes each epoch's shuffle, flips and dropout a function of (seed, epoch), so the resumed
-run ends exactly where an uninterrupted one does.
+atomically.
+
+Training is planned in optimizer steps (``training.budget.EpochPlan``): a Keras epoch is a *sub-epoch* of
+``sub_epoch_steps`` batches, a whole epoch without a time budget and about 1/8 of the model's share with one
+(sized from a measured step time), so the budget, the schedule, early stopping and the backups work however
+large an epoch is. The training input is one seeded stream of batches (``dataset.make_train_stream``):
+batch ``t`` is a pure function of (seed, t). A per-sub-epoch ``backup/`` (``AtomicBackupAndRestore``, plus
+``plan.json`` with the sub-epoch size) lets a rerun resume a killed job at the step it reached, and
+``EpochSeeds`` makes the dropout of each sub-epoch a function of its number, so the resumed run ends exactly
+where an uninterrupted one does.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -24,7 +32,14 @@ from recognize_me.catalog import MODELS
 from recognize_me.fileio import write_json, write_with
 from recognize_me.runs import package_versions
 
-EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, epoch 1-based, epochs, logs)
+EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, sub-epoch 1-based, sub-epochs, logs)
+ProgressHook = Callable[[str, Any], None]  # (model, callbacks.Progress): at most once a minute inside an epoch
+
+#: Validation after every sub-epoch (early stopping, the best weights, the budget's plan) reads at most this
+#: many validation images, evenly spread over the split; thresholds and reported scores use the whole split.
+VAL_MONITOR_IMAGES = 4096
+#: Seconds between two in-epoch progress reports.
+PROGRESS_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class TrainJob:
     attributes: tuple[str, ...]
     image_size: tuple[int, int] = (64, 64)
     crop: str = "square"
-    epochs: int = 5
+    epochs: int = 5  # upper bound in real epochs (passes over the train split)
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -46,6 +61,8 @@ class TrainJob:
     threads: int = 1
     precision: str = "float32"  # a Keras dtype policy name or "auto" (recognize_me.training.precision)
     budget_s: float | None = None  # seconds for training + evaluation (None: always max epochs)
+    deadline: float | None = None  # time.time() by which training + evaluation end (plan_jobs; None: budget_s)
+    sub_epoch_steps: int | None = None  # batches per Keras epoch (None: from the budget, else one epoch)
     decoded: Path | None = None  # decoded_cache folder holding every image of splits_csv (None: read JPEGs)
     context: dict[str, Any] = field(default_factory=dict)  # resolved config, fingerprint: saved in config.json
     fault_exit_epoch: int | None = None  # testing only: the process exits hard when this epoch begins
@@ -98,7 +115,7 @@ def load_split_labels(splits_csv: Path, images_dir: Path, attributes: tuple[str,
 
 
 def _callbacks(job: TrainJob, phase: int, plan, offset: int, on_epoch: EpochHook | None,
-               spec, epoch_var, budget=None) -> list:
+               spec, epoch_var, budget, on_progress: ProgressHook | None = None, n_train: int = 0) -> list:
     import keras
 
     from recognize_me.training.callbacks import (
@@ -106,20 +123,32 @@ def _callbacks(job: TrainJob, phase: int, plan, offset: int, on_epoch: EpochHook
         EpochReporter,
         EpochSeeds,
         FaultInjector,
+        StepProgress,
     )
 
     # The history row is logged before the backup is taken: a kill between the two makes the rerun redo
-    # that epoch and log it again (the duplicate is dropped on reading), never skip its row.
+    # that sub-epoch and log it again (the duplicate is dropped on reading), never skip its row.
     cbs = [EpochSeeds(epoch_var, offset),
            keras.callbacks.CSVLogger(str(job.out_dir / f"history.phase{phase}.partial.csv"), append=True),
-           AtomicBackupAndRestore(str(job.out_dir / "backup" / f"phase{phase}"))]
-    if budget is not None:
-        cbs.append(budget)  # before the reporter: it reports the plan this epoch made
+           AtomicBackupAndRestore(str(job.out_dir / "backup" / f"phase{phase}")),
+           budget]  # after the restore (it reads the restored epoch), before the reporter (it reports the plan)
     if on_epoch is not None:
         cbs.append(EpochReporter(job.model, plan, on_epoch, offset=offset))
+    if on_progress is not None:
+        cbs.append(StepProgress(job.model, plan, n_train, job.batch_size, on_progress, offset=offset,
+                                every_s=PROGRESS_EVERY_S))
     if job.fault_exit_epoch is not None:
         cbs.append(FaultInjector(job.fault_exit_epoch))
-    return cbs + list(spec.callbacks(_options(job), plan, offset))
+    return cbs + [_in_sub_epochs(cb, plan) for cb in spec.callbacks(_options(job), plan, offset)]
+
+
+def _in_sub_epochs(callback, plan):
+    """Model specs give early stopping's patience in real epochs; a Keras epoch here is a sub-epoch."""
+    import keras
+
+    if isinstance(callback, keras.callbacks.EarlyStopping):
+        callback.patience = plan.sub_epochs_for(callback.patience)
+    return callback
 
 
 def _options(job: TrainJob):
@@ -130,104 +159,159 @@ def _options(job: TrainJob):
 
 
 def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
+    """Keras epochs per phase without a budget: a two-phase model spends half of them in each."""
     if not two_phase:
         return [epochs]
     first = max(1, epochs // 2)
     return [first, epochs - first] if epochs > first else [first]
 
 
-def _datasets(job: TrainJob, data: dict[str, tuple], epoch_var) -> tuple[dict[str, Any], str]:
-    """train (shuffled, flipped, epoch-seeded), val and test datasets; from the decoded array when the job
-    has one, else from the image files. Also says which input was used."""
-    from recognize_me.data.dataset import make_array_dataset, make_dataset
+def _loaders(job: TrainJob, data: dict[str, tuple]) -> tuple[dict[str, Any], str]:
+    """Per split, what loads its images by position: the decoded array when the job has one, else the image
+    files. Also says which input was used."""
+    from recognize_me.data.dataset import array_loader, jpeg_loader
     from recognize_me.data.decoded_cache import DecodedImages
 
-    common: dict[str, Any] = dict(batch_size=job.batch_size)
     if job.decoded is not None:
         cache = DecodedImages.open(job.decoded)
         if cache.images.shape[1:3] != tuple(job.image_size):
             raise ValueError(f"{job.decoded}: decoded at {cache.images.shape[1:3]}, job wants {job.image_size}")
+        return {split: array_loader(cache.images, cache.rows(data[split][2])) for split in data}, "decoded array"
+    return {split: jpeg_loader(data[split][0], job.image_size, job.crop) for split in data}, "jpeg"
 
-        def build(split: str, **kw: Any):
-            return make_array_dataset(cache.images, cache.rows(data[split][2]), data[split][1], **common, **kw)
-        kind = "decoded array"
+
+def _record_path(job: TrainJob) -> Path:
+    return job.out_dir / "backup" / "plan.json"
+
+
+def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float,
+                     eval_batches: tuple[float, float]) -> tuple[float | None, float]:
+    """Set ``plan.sub_epoch_steps`` (and with a budget a first ``planned_steps``); returns the measured
+    seconds per step (None without a budget) and the estimated seconds of one validation. A rerun of a
+    killed job reads the size (and step time) its first run chose from ``backup/plan.json``, so its
+    sub-epochs (and its resume point) are the same."""
+    from recognize_me.training.budget import first_plan, sub_epoch_size
+    from recognize_me.training.callbacks import measure_step_time
+
+    record_path = _record_path(job)
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if record.get("steps_per_epoch") != plan.steps_per_epoch:
+        record = {}
+    step_s = record.get("step_s")
+    if plan.budget_s is not None and step_s is None:
+        step_s = measure_step_time(model, next(iter(probe_ds)))
+    if job.sub_epoch_steps is not None:
+        steps = max(1, min(plan.steps_per_epoch, job.sub_epoch_steps))
     else:
-        common |= dict(image_size=job.image_size, crop=job.crop)
+        steps = record.get("sub_epoch_steps") or sub_epoch_size(plan.steps_per_epoch, step_s or 0.0, plan.budget_s)
+    plan.sub_epoch_steps = int(steps)
+    write_json(record_path, {"steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps,
+                             "step_s": step_s})
+    if plan.budget_s is not None:
+        return step_s, first_plan(plan, plan.budget_s - (time.monotonic() - started), step_s, *eval_batches)
+    return step_s, 0.0
 
-        def build(split: str, **kw: Any):
-            return make_dataset(data[split][0], data[split][1], **common, **kw)
-        kind = "jpeg"
-    train = build("train", shuffle=True, augment_flip=job.augment_flip, seed=job.model_seed, epoch=epoch_var)
-    return {"train": train, "val": build("val"), "test": build("test")}, kind
 
+def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
+              on_progress: ProgressHook | None = None) -> dict[str, Any]:
+    """Train ``job.model``, evaluate it on val and test, and write its folder. Returns the summary.
 
-def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any]:
-    """Train ``job.model``, evaluate it on val and test, and write its folder. Returns the summary."""
+    ``on_epoch`` is called after every sub-epoch, ``on_progress`` at most every ``PROGRESS_EVERY_S`` seconds
+    inside one."""
 
     import tensorflow as tf
 
+    from recognize_me.data.dataset import evenly_spaced, make_eval_batches, make_train_stream
     from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
-    from recognize_me.training.budget import EpochPlan
+    from recognize_me.training.budget import EpochPlan, budget_left
     from recognize_me.training.callbacks import TimeBudget
     from recognize_me.training.seeding import isolated_default_seeds
     from recognize_me.training.thresholds import evaluate_with_thresholds
 
     start = time.perf_counter()
     started = time.monotonic()
+    budget_s = budget_left(job.budget_s, job.deadline, time.time())
     policy = configure_tensorflow(job.threads, job.model_seed, job.precision)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     spec = get_model_spec(job.model)
     data = load_split_labels(job.splits_csv, job.images_dir, job.attributes)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds before each epoch
-    ds, input_kind = _datasets(job, data, epoch_var)
+    n_train = len(data["train"][1])
+    if n_train == 0:
+        raise ValueError(f"{job.splits_csv}: no train images")
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # the sub-epoch; set by EpochSeeds before each
+    loaders, input_kind = _loaders(job, data)
     with isolated_default_seeds(job.model_seed):
         model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
         if spec.class_weighted_loss:
             model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate,
                                           weight_decay=_options(job).weight_decay)
-        fit_model, fit_ds = model, ds
+        fit_model, fit_labels, targets = model, {k: v[1] for k, v in data.items()}, None
         if spec.identity_loss_weight > 0:
-            fit_model, fit_ds = _identity_fit(job, spec, model, data, epoch_var)
-    plan = EpochPlan(max_epochs=job.epochs, budget_s=job.budget_s)
-    n_val, n_test = max(1, len(data["val"][1])), len(data["test"][1])
-    budget = (TimeBudget(plan, started, eval_factor=1.5 + n_test / n_val) if job.budget_s is not None else None)
+            fit_model, fit_labels, targets = _identity_fit(job, spec, model, data)
+    plan = EpochPlan(max_epochs=job.epochs, budget_s=budget_s, steps_per_epoch=-(-n_train // job.batch_size))
+    n_val, n_test = len(data["val"][1]), len(data["test"][1])
+    monitored = evenly_spaced(n_val, VAL_MONITOR_IMAGES)
+    val_ds = make_eval_batches(loaders["val"], fit_labels["val"], monitored, batch_size=job.batch_size)
+    val_ds = val_ds if targets is None else val_ds.map(targets)
+    eval_batches = (len(monitored) / job.batch_size, (1.5 * n_val + n_test) / job.batch_size)
+    probe = make_eval_batches(loaders["train"], fit_labels["train"], np.arange(min(n_train, job.batch_size)),
+                              batch_size=job.batch_size)
+    step_s, val_s = _size_sub_epochs(job, plan, fit_model, probe if targets is None else probe.map(targets),
+                                     started, eval_batches)
+    train_ds = make_train_stream(loaders["train"], fit_labels["train"], batch_size=job.batch_size,
+                                 sub_epoch_steps=plan.sub_epoch_steps, max_epochs=job.epochs, start=epoch_var,
+                                 seed=job.model_seed, augment_flip=job.augment_flip)
+    train_ds = train_ds if targets is None else train_ds.map(targets)
+    budget = TimeBudget(plan, started, eval_factor=(1.5 * n_val + n_test) / max(1, len(monitored)))
+    budget.val_s = val_s  # an estimate until the first validation
     histories: list[pd.DataFrame] = []
     two_phase = spec.fine_tune is not None
-    # Without a budget the phases' epochs are fixed; with one, each fit's epochs is an upper bound and
+    total = plan.max_sub_epochs
+    # Without a budget the phases' sub-epochs are fixed; with one, each fit's count is an upper bound and
     # TimeBudget ends the first phase at half the plan and the second at the plan.
-    phases = _phase_epochs(job.epochs, two_phase) if budget is None else [job.epochs] * (1 + two_phase)
+    phases = _phase_epochs(total, two_phase) if job.budget_s is None else [total] * (1 + two_phase)
     done = 0
     for phase, epochs in enumerate(phases, start=1):
-        if budget is not None:
-            epochs = job.epochs - done
-            if epochs <= 0 or done >= plan.epochs:
+        if job.budget_s is not None:
+            epochs = total - done
+            if epochs <= 0 or done >= plan.sub_epochs:
                 break
-            budget.offset = done
             budget.first_of_two = two_phase and phase == 1
+        budget.offset = done
         if phase == 2:
             with isolated_default_seeds(job.model_seed + phase):
                 model = fit_model = spec.fine_tune(model, _options(job))
-        fit_model.fit(fit_ds["train"], validation_data=fit_ds["val"], epochs=epochs, verbose=0,
-                  shuffle=False,  # tf.data shuffles; Keras warns when asked to
-                  callbacks=_callbacks(job, phase, plan, done, on_epoch, spec, epoch_var, budget))
+        fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=plan.sub_epoch_steps,
+                      verbose=0, shuffle=False,  # the stream is shuffled (seeded); Keras warns when asked to
+                      callbacks=_callbacks(job, phase, plan, done, on_epoch, spec, epoch_var, budget,
+                                           on_progress, n_train))
         history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
         history = history.rename(columns=lambda c: c.replace("attributes_", ""))  # identity model's names
         histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
         done += len(histories[-1])
     train_time = time.perf_counter() - start
 
-    val_scores = model.predict(ds["val"], verbose=0)
-    test_scores = model.predict(ds["test"], verbose=0)
+    val_scores = model.predict(make_eval_batches(loaders["val"], data["val"][1], batch_size=job.batch_size),
+                               verbose=0)
+    test_scores = model.predict(make_eval_batches(loaders["test"], data["test"][1], batch_size=job.batch_size),
+                                verbose=0)
     y_val, y_test = data["val"][1], data["test"][1]
     tuned, scores = evaluate_with_thresholds(y_val, val_scores, y_test, test_scores, list(job.attributes),
                                              spec.tune_thresholds)
+    steps_run = plan.steps_done
+    images_run = (steps_run // plan.steps_per_epoch) * n_train + min(
+        (steps_run % plan.steps_per_epoch) * job.batch_size, n_train)
     summary = {
         "model": job.model, "status": "completed", "description": spec.description,
         "model_dir": str(job.out_dir),
         "params": int(model.count_params()), "train_time_s": round(train_time, 2),
-        "epochs_run": done, "epochs_planned": int(plan.epochs), "max_epochs": job.epochs,
-        "budget_s": job.budget_s, "stopped_by_budget": bool(plan.stopped_by_budget),
-        "images_per_s": round(done * len(data["train"][1]) / max(train_time, 1e-9), 1),
+        "epochs_run": round(steps_run / plan.steps_per_epoch, 2), "epochs_planned": round(plan.epochs, 2),
+        "max_epochs": job.epochs, "steps_run": steps_run, "steps_planned": plan.steps,
+        "steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps, "sub_epochs_run": done,
+        "step_s_measured": None if step_s is None else round(step_s, 4), "val_images_monitored": len(monitored),
+        "budget_s": job.budget_s, "budget_left_at_start_s": None if budget_s is None else round(budget_s, 1),
+        "stopped_by_budget": bool(plan.stopped_by_budget),
+        "images_per_s": round(images_run / max(train_time, 1e-9), 1),
         "precision": policy, "input": input_kind, "seed": job.model_seed,
         **_weights_note(job),
         "test_images": len(y_test), **scores, "per_attribute": tuned.to_dict(orient="records"),
@@ -236,10 +320,11 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None) -> dict[str, Any
     return summary
 
 
-def _identity_fit(job: TrainJob, spec, model, data: dict[str, tuple], epoch_var) -> tuple:
-    """The two-output training model and its train/val datasets, targets {"attributes", "identity"}: train
-    images carry their identity index, validation images -1 (unseen people: no identity loss). The identity
-    rides through the input pipeline as one more label column, so it is shuffled together with its image."""
+def _identity_fit(job: TrainJob, spec, model, data: dict[str, tuple]) -> tuple:
+    """The two-output training model, its labels per split and the map that splits a batch's labels into
+    targets {"attributes", "identity"}: train images carry their identity index, validation images -1 (unseen
+    people: no identity loss). The identity rides through the input pipeline as one more label column, so it
+    is shuffled together with its image."""
     from recognize_me.models.identity import identity_indices, identity_training_model
     from recognize_me.models.losses import make_optimizer
 
@@ -253,17 +338,15 @@ def _identity_fit(job: TrainJob, spec, model, data: dict[str, tuple], epoch_var)
     def split_targets(x, y):
         return x, {"attributes": y[:, :n_attr], "identity": y[:, n_attr]}
 
-    def with_column(split: str, column: np.ndarray) -> tuple:
-        paths, labels, image_ids = data[split]
-        return paths, np.column_stack([labels, column]).astype(np.float32), image_ids
+    def with_column(split: str, column: np.ndarray) -> np.ndarray:
+        return np.column_stack([data[split][1], column]).astype(np.float32)
 
-    extended = {"train": with_column("train", ids), "val": with_column("val", np.full(len(data["val"][1]), -1)),
-                "test": data["test"]}
-    ds, _ = _datasets(job, extended, epoch_var)
+    labels = {"train": with_column("train", ids), "val": with_column("val", np.full(len(data["val"][1]), -1)),
+              "test": data["test"][1]}
     fit_model = identity_training_model(model, n_ids, model.loss,
                                         make_optimizer(job.learning_rate, _options(job).weight_decay),
                                         identity_weight=spec.identity_loss_weight)
-    return fit_model, {"train": ds["train"].map(split_targets), "val": ds["val"].map(split_targets)}
+    return fit_model, labels, split_targets
 
 
 def load_split_identities(splits_csv: Path) -> dict[str, np.ndarray | None]:
