@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-reference demo test test-fast lint lock serve clean
+.PHONY: install install-reference demo test test-fast test-slow test-flow test-system test-real-data coverage \
+        lint lock serve clean
 
 install: $(VENV)/.installed
 
@@ -22,11 +23,32 @@ install-reference: install  ## optional: dlib face-recognition embeddings, the "
 demo: install  ## synthetic CelebA-format data -> train-all with every catalogued model -> report
 	$(BIN)/recognize-me demo
 
-test: install  ## everything: unit, flow, slow and (when ../shared/data exists) real-data tests
-	$(BIN)/python -m pytest -q
+# Test tiers (markers in pyproject.toml, README "Tests"). `make test` runs every tier; CI runs `make test`.
+PYTEST := $(BIN)/python -m pytest -q
 
-test-fast: install  ## unit tests only
-	$(BIN)/python -m pytest -q -m "not slow and not real_data"
+test: install  ## every tier: unit, slow, flow, system and (when ../shared/data exists) real-data tests
+	$(PYTEST)
+
+test-fast: install  ## unit tier: no training beyond a few steps, no flow, no server
+	$(PYTEST) -m "not slow and not real_data"
+
+test-slow: install  ## slow unit tests: training and fresh processes, MTCNN, no Prefect flow
+	$(PYTEST) -m "slow and not flow and not system and not real_data"
+
+test-flow: install  ## train-all through Prefect on the session's test server
+	$(PYTEST) -m "flow and not real_data"
+
+test-system: install  ## served deployments, PostgreSQL, an external Dask cluster, the console of `recognize-me demo`
+	$(PYTEST) -m "system and not real_data"
+
+test-real-data: install  ## tests on ../shared/data (skipped when it is absent)
+	$(PYTEST) -m real_data
+
+coverage: install  ## `make test` under coverage.py, processes the tests start included; then the line report
+	$(BIN)/python -m coverage erase
+	$(BIN)/python -m coverage run -m pytest -q
+	$(BIN)/python -m coverage combine -q
+	$(BIN)/python -m coverage report
 
 lint: install
 	$(BIN)/ruff check .
@@ -38,4 +60,4 @@ lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^recognize' > constraints.txt
 
 clean:
-	rm -rf $(VENV) demo-data artifacts/*/ .pytest_cache
+	rm -rf $(VENV) demo-data artifacts/*/ .pytest_cache .coverage .coverage.*

@@ -1,10 +1,20 @@
-"""Shared fixtures. Prefect state is isolated per test session (PREFECT_HOME in a temp folder)."""
+"""Shared fixtures and the test tiers. Prefect state is isolated per test session (PREFECT_HOME in a temp folder).
+
+Tiers (README "Tests"): unit tests carry no marker; ``slow`` ones train beyond a few steps or start processes;
+``flow`` ones run train-all on the session's Prefect server; ``system`` ones start servers, clusters or a
+CLI process. Every flow and system test is slow too, and a test that asks for ``prefect_server`` is a flow
+test unless marked system, so ``-m "not slow"`` never starts a flow. Each expensive case runs once, in a
+session fixture below, and several tests read its outputs.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +26,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """flow and system imply slow; asking for the session's Prefect server makes a test a flow test."""
+    for item in items:
+        if "prefect_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("system") is None:
+            item.add_marker(pytest.mark.flow)
+        if (item.get_closest_marker("flow") or item.get_closest_marker("system")) and \
+                item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +74,92 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (real data is not shipped with the project)")
     return SHARED_DATA
+
+
+# --- expensive cases, each run once per session --------------------------------------------------------
+
+@dataclass
+class MeFlowRun:
+    """The first train-all run with the recognize-me stage (``me_flow_run``) and what it was given."""
+
+    config: Any  # PipelineConfig, without refresh
+    run_dir: Path
+    data: Path  # attribute files, me/ and others/ (a copy that tests may edit); images stay in demo_data
+    clusters: list[int] = field(default_factory=list)  # n_workers of each Dask cluster the run asked for
+
+
+@pytest.fixture(scope="session")
+def me_flow_run(prefect_server, demo_data: Path, tmp_path_factory) -> MeFlowRun:
+    """train-all with one CelebA model and every recognize-me strategy on demo data, refresh on.
+
+    Read by ``test_flow_train_all`` (the stage's outputs, ``predict`` on its champion) and continued by
+    ``test_flow_cache`` (reruns of the same config after edits to ``data``).
+    """
+    import flows.training
+    from flows.train_all import train_all
+    from recognize_me.config import PipelineConfig
+
+    root = tmp_path_factory.mktemp("me_flow")
+    data = root / "data"
+    data.mkdir()
+    for name in ("list_attr_celeba.txt", "list_eval_partition.txt"):
+        shutil.copy2(demo_data / name, data / name)
+    for folder in ("me", "others"):
+        shutil.copytree(demo_data / folder, data / folder)
+    config = PipelineConfig(celeba_dir=data, images_dir=demo_data / "img_align_celeba", me_dir=data / "me",
+                            others_dir=data / "others", output_root=root / "out", image_size=(32, 32),
+                            epochs=1, batch_size=32, seed=11, models=["cnn_scheduled"], me_epochs=2,
+                            me_min_photos=4, n_workers=2)
+    run = MeFlowRun(config=config, run_dir=root, data=data)
+    original = flows.training.dask_runner
+
+    def recording(address, n_workers):
+        run.clusters.append(n_workers)
+        return original(address, n_workers)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flows.training, "dask_runner", recording)
+        run.run_dir = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
+    return run
+
+
+@pytest.fixture(scope="session")
+def served_demo(demo_data: Path, tmp_path_factory):
+    """The prefect.yaml deployments served for real (on PostgreSQL when it is installed), one
+    ``train-all/demo`` run on ``demo_data`` with the recognize-me stage and an overlapping run; see
+    tests/served_stack.py."""
+    from served_stack import run_served_demo
+
+    return run_served_demo(tmp_path_factory.mktemp("served"), demo_data)
+
+
+@pytest.fixture(scope="session")
+def training_job(tmp_path_factory) -> tuple[Path, Path]:
+    """``celeba_fixtures.write_training_job`` with 90 rows: ``(splits_csv, images_dir)``, read-only."""
+    from celeba_fixtures import write_training_job
+
+    return write_training_job(tmp_path_factory.mktemp("job"), n=90)
+
+
+@dataclass
+class FreshProcessRun:
+    model_dir: Path  # run_dir/models/<model>
+    hook_log: Path  # one JSON line per finished epoch
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_training(training_job: tuple[Path, Path], tmp_path_factory) -> FreshProcessRun:
+    """``train_one_command``'s default job (baseline_cnn, 3 epochs, seed 5) on ``training_job``, run to the
+    end in a fresh process: the reference of ``test_crash_resume``, seed 5 of ``test_reproducibility``."""
+    import subprocess
+    import time
+
+    from celeba_fixtures import train_one_command
+
+    root = tmp_path_factory.mktemp("uninterrupted")
+    started = time.monotonic()
+    done = subprocess.run(train_one_command(root, *training_job, root / "hook.log"), capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return FreshProcessRun(root / "models" / "baseline_cnn", root / "hook.log", time.monotonic() - started)

@@ -462,7 +462,7 @@ FLOW_CASES = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.flow
 @pytest.mark.parametrize("case", sorted(FLOW_CASES))
 def test_flow_stops_before_any_model_and_keeps_the_champion(prefect_server, demo_data, tmp_path: Path,
                                                             case: str) -> None:

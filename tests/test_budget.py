@@ -154,28 +154,28 @@ def test_resolve_precision_by_device() -> None:
         resolve_precision("bf16")
 
 
-def test_bfloat16_model_trains_and_round_trips_keras_safe_mode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["baseline_cnn", pytest.param("vgg16_finetune", marks=pytest.mark.slow)])
+def test_bfloat16_model_trains_and_round_trips_keras_safe_mode(tmp_path: Path, name: str) -> None:
     from recognize_me.models import BuildOptions, get_model_spec
 
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         keras.utils.set_random_seed(0)
-        for name in ("baseline_cnn", "vgg16_finetune"):
-            model = get_model_spec(name).build((32, 32, 3), 3, BuildOptions(seed=0))
-            assert model.get_layer("attributes").dtype_policy.name == "float32"
-            assert model.get_layer("gap").compute_dtype == "bfloat16"
-            rng = np.random.default_rng(0)
-            x, y = rng.random((16, 32, 32, 3), dtype=np.float32), rng.integers(0, 2, (16, 3)).astype("float32")
-            history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-            assert np.isfinite(history.history["loss"][0])
-            scores = model.predict(x, verbose=0)
-            assert scores.dtype == np.float32
-            path = tmp_path / f"{name}.keras"
-            model.save(path)
-            loaded = keras.models.load_model(path, safe_mode=True)
-            assert loaded.get_layer("gap").compute_dtype == "bfloat16"
-            np.testing.assert_allclose(loaded.predict(x, verbose=0), scores, rtol=0, atol=1e-6)
+        model = get_model_spec(name).build((32, 32, 3), 3, BuildOptions(seed=0))
+        assert model.get_layer("attributes").dtype_policy.name == "float32"
+        assert model.get_layer("gap").compute_dtype == "bfloat16"
+        rng = np.random.default_rng(0)
+        x, y = rng.random((16, 32, 32, 3), dtype=np.float32), rng.integers(0, 2, (16, 3)).astype("float32")
+        history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        scores = model.predict(x, verbose=0)
+        assert scores.dtype == np.float32
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path, safe_mode=True)
+        assert loaded.get_layer("gap").compute_dtype == "bfloat16"
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), scores, rtol=0, atol=1e-6)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[1]
 TF_CPP_LINE = re.compile(r"^[IWE]\d{4} |cpu_feature_guard|oneDNN custom operations|absl::InitializeLog", re.M)

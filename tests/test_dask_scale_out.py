@@ -12,7 +12,7 @@ import pytest
 from deployments.screenshots import ROOT, free_port, start, stop, wait_until
 from recognize_me.config import PipelineConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.system
 
 
 def test_train_all_on_an_external_dask_cluster(prefect_server, demo_data, tmp_path):

@@ -1,37 +1,27 @@
 """Per-stage caching through the train-all flow: each step reruns exactly when what it reads changed,
-and a rerun whose training jobs are all cached starts no Dask cluster."""
+a rerun whose training jobs are all cached starts no Dask cluster, and an unchanged rerun keeps the champion.
+
+The first run is the session's ``me_flow_run`` (conftest.py, with refresh); this test reruns its config
+after edits to its copy of the data.
+"""
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
 
-from recognize_me.config import PipelineConfig
-
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.flow
 
 
 @pytest.fixture
-def data(demo_data: Path, tmp_path: Path) -> Path:
-    """The attribute files and photo folders copied (so they can be edited); images shared."""
-    root = tmp_path / "data"
-    root.mkdir()
-    for name in ("list_attr_celeba.txt", "list_eval_partition.txt"):
-        shutil.copy2(demo_data / name, root / name)
-    for folder in ("me", "others"):
-        shutil.copytree(demo_data / folder, root / folder)
-    return root
-
-
-@pytest.fixture
-def clusters(monkeypatch) -> list[int]:
-    """Records the worker count of every Dask cluster the flow asks for."""
+def clusters(me_flow_run, monkeypatch) -> list[int]:
+    """The worker count of every Dask cluster asked for: ``me_flow_run``'s, then this test's runs'."""
     import flows.training
 
-    made: list[int] = []
+    made = list(me_flow_run.clusters)
     original = flows.training.dask_runner
 
     def recording(address, n_workers):
@@ -58,26 +48,32 @@ def _flow_runs(*names: str) -> int:
         return len(client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=list(names)))))
 
 
-def test_each_stage_reruns_exactly_when_its_inputs_change(prefect_server, demo_data, data, tmp_path, clusters):
+def test_each_stage_reruns_exactly_when_its_inputs_change(me_flow_run, clusters):
     from flows.train_all import train_all
+    from recognize_me.registry import ModelRegistry
 
-    config = PipelineConfig(celeba_dir=data, images_dir=demo_data / "img_align_celeba", me_dir=data / "me",
-                            others_dir=data / "others", output_root=tmp_path / "out", image_size=(32, 32),
-                            epochs=1, batch_size=32, seed=11, models=["cnn_scheduled"], me_epochs=2,
-                            me_min_photos=4, n_workers=1)
+    config, data, first = me_flow_run.config, me_flow_run.data, me_flow_run.run_dir
     everything = {"celeba": True, "photos": True, "feature_extraction": True, "fine_tuning": True}
     nothing = dict.fromkeys(everything, False)
 
-    first = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
-    assert _trained(first) == everything and clusters == [1, 1]
+    assert _trained(first) == everything and clusters == [1, 2]  # one CelebA model; the transfers on two
 
     subflows = _flow_runs("train-models", "train-transfer-models")
     assert subflows >= 2  # the first run's two (other tests share the server)
     unchanged = Path(train_all(config=config)).parent
-    assert _trained(unchanged) == nothing
-    assert clusters == [1, 1], "a rerun whose jobs are all cached must not start a cluster"
+    assert unchanged != first
+    assert _trained(unchanged) == nothing and not (unchanged / "models").exists(), \
+        "an unchanged rerun must not train again"
+    assert clusters == [1, 2], "a rerun whose jobs are all cached must not start a cluster"
     assert _flow_runs("train-models", "train-transfer-models") == subflows, "nor a training subflow"
     assert (unchanged / "report.html").is_file() and (unchanged / "me_report.html").is_file()
+    assert json.loads((unchanged / "leaderboard.json").read_text())[0]["model"] in {"cnn_scheduled",
+                                                                                      "majority_baseline"}
+    registry = ModelRegistry(config.output_root / "registry")
+    assert [v["version"] for v in registry.versions("celeba")] == [1]
+    decisions = registry.decisions("celeba")
+    assert [d["promoted"] for d in decisions] == [True, False]
+    assert "champion kept" in decisions[1]["reason"]
 
     photo = sorted((data / "me").iterdir())[0]
     ImageOps.mirror(Image.open(photo).convert("RGB")).save(data / "me" / f"mirrored_{photo.stem}.png")
@@ -96,3 +92,4 @@ def test_each_stage_reruns_exactly_when_its_inputs_change(prefect_server, demo_d
 
     refreshed = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
     assert _trained(refreshed) == everything
+    assert (refreshed / "data_docs").is_dir() and not (unchanged / "data_docs").exists()

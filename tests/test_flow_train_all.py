@@ -1,4 +1,8 @@
-"""train-all end to end on tiny synthetic data, under one session-wide Prefect server."""
+"""train-all end to end on tiny synthetic data, under one session-wide Prefect server.
+
+A bad attribute value stopping the flow before any model is ``test_bad_input``'s ``value_2`` flow case; an
+unchanged rerun hitting the cache and keeping the champion is part of ``test_flow_cache``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from PIL import Image
 
 from recognize_me.config import PipelineConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.flow
 
 
 def _config(data: Path, out: Path, **kw) -> PipelineConfig:
@@ -59,55 +63,11 @@ def test_parallel_run_survives_a_dead_worker(prefect_server, demo_data, tmp_path
     assert {"leaderboard", "data-checks", "report", "training-cnn-scheduled"} <= keys
 
 
-def test_bad_attribute_value_stops_before_any_model(prefect_server, demo_data, tmp_path):
-    from flows.train_all import train_all
-    from recognize_me.data.check_report import DataCheckError
-
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    lines = (demo_data / "list_attr_celeba.txt").read_bytes().split(b"\r\n")
-    lines[5] = lines[5][:-2] + b" 2"  # last attribute of the 4th image becomes 2
-    (bad / "list_attr_celeba.txt").write_bytes(b"\r\n".join(lines))
-    (bad / "list_eval_partition.txt").write_bytes((demo_data / "list_eval_partition.txt").read_bytes())
-    config = _config(bad, tmp_path / "out", images_dir=demo_data / "img_align_celeba")
-    with pytest.raises(DataCheckError) as info:
-        train_all(config=config)
-    assert "000004.jpg" in str(info.value)
-    run_dirs = list((tmp_path / "out").iterdir())
-    assert len(run_dirs) == 1 and not (run_dirs[0] / "models").exists()
-
-
-def test_unchanged_rerun_hits_the_cache_and_keeps_the_champion(prefect_server, demo_data, tmp_path):
-    from flows.train_all import train_all
+def test_recognize_me_stage_trains_every_strategy_side_by_side(me_flow_run, tmp_path, capsys):
     from recognize_me.registry import ModelRegistry
 
-    config = _config(demo_data, tmp_path, models=["cnn_scheduled"], epochs=1, n_workers=1)
-    # refresh: computes even if another test of this session cached the same steps, and caches anew
-    first = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
-    second = Path(train_all(config=config)).parent
-    assert first != second
-    assert (first / "models" / "cnn_scheduled" / "model.keras").is_file()
-    assert not (second / "models").exists(), "an unchanged rerun must not train again"
-    assert json.loads((second / "leaderboard.json").read_text())[0]["model"] in {"cnn_scheduled",
-                                                                                   "majority_baseline"}
-    registry = ModelRegistry(tmp_path / "registry")
-    assert [v["version"] for v in registry.versions("celeba")] == [1]
-    decisions = registry.decisions("celeba")
-    assert [d["promoted"] for d in decisions] == [True, False]
-    assert "champion kept" in decisions[1]["reason"]
-
-    refreshed = Path(train_all(config=config.model_copy(update={"refresh": True}))).parent
-    assert (refreshed / "models" / "cnn_scheduled" / "model.keras").is_file()
-    assert (refreshed / "data_docs").is_dir() and not (second / "data_docs").exists()
-
-
-def test_recognize_me_stage_trains_every_strategy_side_by_side(prefect_server, demo_data, tmp_path, capsys):
-    from flows.train_all import train_all
-    from recognize_me.registry import ModelRegistry
-
-    config = _config(demo_data, tmp_path, models=["cnn_scheduled"], epochs=1, me_dir=demo_data / "me",
-                     others_dir=demo_data / "others", me_epochs=2, me_min_photos=4, n_workers=2)
-    run_dir = Path(train_all(config=config)).parent
+    run_dir = me_flow_run.run_dir
+    registry = me_flow_run.config.output_root / "registry"
     for strategy in ("feature_extraction", "fine_tuning", "from_scratch"):
         metrics = json.loads((run_dir / "me" / strategy / "metrics.json").read_text())
         assert metrics["status"] == "completed"
@@ -123,7 +83,7 @@ def test_recognize_me_stage_trains_every_strategy_side_by_side(prefect_server, d
     assert not (chosen["choice"] == "candidate").any() and "<h2>Multi-face 'me' photos</h2>" in report
     counts = json.loads((run_dir / "me" / "feature_extraction" / "metrics.json").read_text())["counts"]
     assert sum(sum(c.values()) for c in counts.values()) == len(chosen)
-    assert ModelRegistry(tmp_path / "registry").champion("recognize_me") is not None
+    assert ModelRegistry(registry).champion("recognize_me") is not None
     assert {"recognize-me-metrics", "photo-checks", "promotion-recognize-me"} <= _artifact_keys()
 
     from recognize_me.cli import main
@@ -132,7 +92,7 @@ def test_recognize_me_stage_trains_every_strategy_side_by_side(prefect_server, d
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(blank)
     capsys.readouterr()
-    assert main(["predict", str(me_photo), str(blank), "--registry", str(tmp_path / "registry"), "--json"]) == 0
+    assert main(["predict", str(me_photo), str(blank), "--registry", str(registry), "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert [Path(r["path"]).name for r in results] == [me_photo.name, "blank.png"]
     assert 0.0 <= results[0]["me_probability"] <= 1.0 and isinstance(results[0]["attributes"], list)

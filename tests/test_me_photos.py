@@ -1,7 +1,8 @@
 """recognize_me.me.photo_set.prepare_photos: scan, face-crop, hash and split the user's photo set.
 
 Synthetic faces from ``demo_data`` (no real face is copied anywhere); the real-data test only reads
-/work/shared/data/faces and writes crops into a temporary folder.
+/work/shared/data/faces and writes crops into a temporary folder. Every test that runs the MTCNN face
+detector is marked slow.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def prepared(demo: Path, tmp_path_factory: pytest.TempPathFactory):
     return prepare_photos(demo / "me", demo / "others", out, seed=3, fractions=FRACTIONS), out
 
 
+@pytest.mark.slow  # MTCNN
 def test_table_rows_columns_and_crops(demo: Path, prepared) -> None:
     photo_set, out = prepared
     table = photo_set.table
@@ -66,6 +68,7 @@ def test_table_rows_columns_and_crops(demo: Path, prepared) -> None:
             assert (row.width, row.height) == img.size
 
 
+@pytest.mark.slow  # MTCNN
 def test_rejected_files_and_reasons(demo: Path, prepared) -> None:
     photo_set, out = prepared
     reasons = {r.path.name: r.reason for r in photo_set.rejected}
@@ -82,6 +85,7 @@ def test_rejected_files_and_reasons(demo: Path, prepared) -> None:
     assert set(on_disk["label"]) <= {"me", "other"}
 
 
+@pytest.mark.slow  # MTCNN
 def test_splits_follow_the_original_content_hash(prepared) -> None:
     photo_set, _ = prepared
     table = photo_set.table
@@ -97,6 +101,7 @@ def test_splits_follow_the_original_content_hash(prepared) -> None:
     assert photo_set.counts()["train"]["me"] == int(((table["split"] == "train") & (table["label"] == "me")).sum())
 
 
+@pytest.mark.slow  # MTCNN
 def test_csv_round_trip_and_rerun_is_identical(demo: Path, prepared, tmp_path: Path) -> None:
     photo_set, out = prepared
     pd.testing.assert_frame_equal(load_photo_table(out / "photos.csv"), photo_set.table, check_dtype=False)
@@ -120,6 +125,7 @@ def test_manifest_passes_the_photo_checks(prepared) -> None:
     assert not check_photos(manifest, min_me=50).success
 
 
+@pytest.mark.slow  # MTCNN
 def test_celeba_images_stand_in_for_others(demo: Path, tmp_path: Path) -> None:
     celeba = sorted((demo / "img_align_celeba").iterdir())
     me = tmp_path / "me"  # three own photos keep the four runs below quick
@@ -177,6 +183,7 @@ def test_real_faces(tmp_path: Path) -> None:
     assert len(list((tmp_path / "crops").glob("*.png"))) == table["sha256"].nunique()
 
 
+@pytest.mark.slow  # MTCNN
 def test_strangers_get_their_own_split_and_never_repeat_a_training_photo(demo: Path, tmp_path: Path) -> None:
     celeba = sorted((demo / "img_align_celeba").iterdir())
     me = tmp_path / "me"
