@@ -36,8 +36,13 @@ def _images(n: int = 4, seed: int = 0, shape: tuple[int, ...] = SHAPE) -> np.nda
 
 
 def _build(name: str, seed: int = 0, options: BuildOptions = OPTIONS) -> keras.Model:
+    """As training builds a model: Keras' default seeds come from a private ``random.Random`` (other tests'
+    Prefect/Dask threads in this process draw from the global one)."""
+    from recognize_me.training.seeding import isolated_default_seeds
+
     keras.utils.set_random_seed(seed)
-    return get_model_spec(name).build(SHAPE, N_OUT, options)
+    with isolated_default_seeds(seed):
+        return get_model_spec(name).build(SHAPE, N_OUT, options)
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:

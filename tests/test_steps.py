@@ -317,7 +317,8 @@ def test_train_one_reports_progress_inside_epochs_and_plans_sub_epochs_from_the_
     assert budgeted["step_s_measured"] > 0 and 1 <= budgeted["sub_epoch_steps"] <= 4
     assert budgeted["train_time_s"] <= 60.0 * 1.05 or budgeted["stopped_by_budget"]
     plan = json.loads((tmp_path / "run" / "models" / "resnet" / "metrics.json").read_text())
-    assert plan["epochs_planned"] <= 50 and plan["steps_planned"] == plan["steps_run"]
+    # early stopping (resnet has it) or a busy machine (the budget stops between batches) may end it sooner
+    assert plan["epochs_planned"] <= 50 and 1 <= plan["steps_run"] <= plan["steps_planned"]
 
 
 def test_a_late_job_shortens_its_training_to_its_slot_and_the_deadline_is_not_in_the_cache_key(

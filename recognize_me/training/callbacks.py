@@ -16,8 +16,8 @@ class EpochReporter(keras.callbacks.Callback):
     """Calls ``hook(model_name, epoch, epochs, logs)`` after every Keras epoch (the Prefect shell logs it).
 
     ``epochs``: the total, or an ``EpochPlan`` whose current ``sub_epochs`` is reported (a time budget may
-    change it); with a plan the logs also carry ``epochs_done``, the real epochs (passes over the train
-    split) done so far."""
+    change it); when the plan's Keras epochs are shorter than a pass over the train split, the logs also
+    carry ``epochs_done``, the real epochs done so far (whole-epoch plans are reported as plain epochs)."""
 
     def __init__(self, model_name: str, epochs: Any, hook: Any, offset: int = 0) -> None:
         super().__init__()
@@ -29,7 +29,8 @@ class EpochReporter(keras.callbacks.Callback):
         logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(lr)))
         if hasattr(self.epochs, "sub_epochs"):
             total = self.epochs.sub_epochs
-            logs["epochs_done"] = round(self.epochs.steps_done / self.epochs.steps_per_epoch, 3)
+            if (self.epochs.sub_epoch_steps or 0) < (self.epochs.steps_per_epoch or 0):  # sub-epochs: say so
+                logs["epochs_done"] = round(self.epochs.steps_done / self.epochs.steps_per_epoch, 3)
         else:
             total = int(self.epochs)
         self.hook(self.model_name, self.offset + epoch + 1, max(total, self.offset + epoch + 1), logs)
