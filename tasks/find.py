@@ -48,7 +48,7 @@ def publish_find_report(spec: FindSpec, plan: ScanPlan) -> Path:
     threshold, floor = spec.predictor.threshold, spec.near_miss_floor
     sheet = write_contact_sheet(results, plan.skipped, spec.out_dir, threshold=threshold, near_miss=floor,
                                 title=f"Photos of you in {plan.root}")
-    counts = summarize(results, plan.skipped, threshold, floor)
+    counts = summarize(results, plan.skipped, floor)
     found = match_rows([r for r in results if r.get("is_me")])
     top = found[found["is_me"] == True].sort_values("me_probability", ascending=False).head(50)  # noqa: E712
     create_table_artifact(top.to_dict(orient="records"), key="find-me-matches",

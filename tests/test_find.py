@@ -145,7 +145,7 @@ def test_match_rows_one_row_per_face() -> None:
 
 def test_contact_sheet_sections_order_and_escaping(tmp_path: Path) -> None:
     skipped = [Skipped("clip.mov", "unsupported format .mov")]
-    counts = summarize(RESULTS, skipped, 0.5, 0.25)
+    counts = summarize(RESULTS, skipped, 0.25)
     assert counts == {"photos": 5, "found": 2, "near_misses": 1, "faces": 6, "not_judged": 2}
     page = write_contact_sheet(RESULTS, skipped, tmp_path, threshold=0.5, near_miss=0.25, title="t").read_text()
     found, rest = page.split("<h2>Near misses (1)</h2>")

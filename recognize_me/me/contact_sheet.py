@@ -65,8 +65,7 @@ def write_matches(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     return write_with(Path(out_dir) / MATCHES_CSV, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def summarize(results: Sequence[dict[str, Any]], skipped: Sequence[Skipped], threshold: float,
-              near_miss: float) -> dict[str, int]:
+def summarize(results: Sequence[dict[str, Any]], skipped: Sequence[Skipped], near_miss: float) -> dict[str, int]:
     """Counts people read: photos, found, near misses, faces, photos not judged (errors + skipped)."""
     found = sum(bool(r.get("is_me")) for r in results)
     near = sum(not r.get("is_me") and (r.get("me_probability") or 0.0) >= near_miss for r in results)
@@ -75,7 +74,7 @@ def summarize(results: Sequence[dict[str, Any]], skipped: Sequence[Skipped], thr
             "not_judged": sum(r.get("error") is not None for r in results) + len(skipped)}
 
 
-def _card(r: dict[str, Any], threshold: float) -> str:
+def _card(r: dict[str, Any]) -> str:
     w, h = r.get("size") or (1, 1)
     boxes = []
     for f in r.get("faces") or []:
@@ -108,16 +107,16 @@ def write_contact_sheet(results: Sequence[dict[str, Any]], skipped: Sequence[Ski
     found = by_p([r for r in results if r.get("is_me")])
     near = by_p([r for r in results if not r.get("is_me") and (r.get("me_probability") or 0.0) >= near_miss])
     bad = [(r["path"], r["error"]) for r in results if r.get("error")] + [(s.rel, s.reason) for s in skipped]
-    counts = summarize(results, skipped, threshold, near_miss)
+    counts = summarize(results, skipped, near_miss)
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{counts['photos']} photos, {counts['faces']} faces: <b>you in {counts['found']}</b>, "
              f"{counts['near_misses']} near misses (most likely face between {near_miss:.2f} and the threshold "
              f"{threshold:.2f}), {counts['not_judged']} file(s) not judged. Every face is judged; a photo is "
              "yours when any face is. Boxes: green you, orange the closest face of a near miss.</p>",
              f"<h2>Found you ({len(found)})</h2>",
-             '<div class="grid">' + "".join(_card(r, threshold) for r in found) + "</div>",
+             '<div class="grid">' + "".join(_card(r) for r in found) + "</div>",
              f"<h2>Near misses ({len(near)})</h2>",
-             '<div class="grid">' + "".join(_card(r, threshold) for r in near) + "</div>",
+             '<div class="grid">' + "".join(_card(r) for r in near) + "</div>",
              f"<h2>Not judged ({len(bad)})</h2>",
              "<details><summary>files and reasons</summary><table><tr><th>file</th><th>reason</th></tr>"
              + "".join(f"<tr><td>{html.escape(p)}</td><td>{html.escape(str(why))}</td></tr>" for p, why in bad)
