@@ -13,7 +13,7 @@ peak RSS of the largest process and of the whole process tree (sampled every sec
 the flow's stage completions (from the log's timestamps), each model's training time against its budget
 share, and rerun / first run.
 
-    python -m benchmarks.full_scale [--build-only] [--target DIR] [--budget-min 50]
+    python -m benchmarks.full_scale [--build-only] [--target DIR] [--budget-min 50] [--models M ...]
 
 Takes about an hour per run on two cores; run it only on a quiet machine (``--wait-for-idle``).
 """
@@ -134,22 +134,26 @@ def stage_times(log: str) -> list[tuple[str, float]]:
     return out
 
 
-def train_command(celeba: Path, output_root: Path, run_name: str, budget_min: float) -> list[str]:
+def train_command(celeba: Path, output_root: Path, run_name: str, budget_min: float,
+                  models: list[str] | None = None) -> list[str]:
     config = deployment_config()
     config.update(celeba_dir=str(celeba), output_root=str(output_root), run_name=run_name,
                   time_budget_min=budget_min)
+    if models:
+        config["models"] = list(models)
     path = output_root / f"{run_name}.config.json"
     output_root.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2))
     return [sys.executable, "-m", "recognize_me.cli", "train", "--config", str(path)]
 
 
-def run_once(celeba: Path, output_root: Path, run_name: str, budget_min: float) -> dict[str, Any]:
+def run_once(celeba: Path, output_root: Path, run_name: str, budget_min: float,
+             models: list[str] | None = None) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     log_path = output_root / f"{run_name}.log"
     start = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(train_command(celeba, output_root, run_name, budget_min), stdout=log,
+        proc = subprocess.Popen(train_command(celeba, output_root, run_name, budget_min, models), stdout=log,
                                 stderr=subprocess.STDOUT, env=env, cwd=REPO)
         with RssSampler(proc.pid) as rss:
             proc.wait()
@@ -169,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=Path, default=DEFAULT_TARGET)
     parser.add_argument("--budget-min", type=float, default=50.0)
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="a subset of the deployment's models (default: all of them)")
     parser.add_argument("--build-only", action="store_true", help="build the folder, run nothing")
     parser.add_argument("--wait-for-idle", action="store_true", help="wait until the load average is low")
     args = parser.parse_args(argv)
@@ -182,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_for_idle:
         wait_for_idle()
     bench = Bench("full_scale", {"celeba": str(CELEBA), "target": str(with_links), **counts,
-                                 "budget_min": args.budget_min, "config": deployment_config()})
+                                 "budget_min": args.budget_min, "models": args.models or "all of the deployment's",
+                                 "config": deployment_config()})
     bench.notes.append("Every id beyond the shared images is a link to one of them: labels do not match pixels; "
                        "the numbers are time and memory, not accuracy.")
-    runs = [run_once(with_links, args.target / "artifacts", name, args.budget_min) for name in ("first", "rerun")]
+    runs = [run_once(with_links, args.target / "artifacts", name, args.budget_min, args.models)
+            for name in ("first", "rerun")]
     for r in runs:
         train_s = sum(s for name, s in r["stages"] if name.startswith(("train-model", "transfer")))
         bench.row(run=r["run"], wall_s=r["wall_s"], peak_rss_process_gib=r["peak_rss_process_gib"],
