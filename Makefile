@@ -24,7 +24,9 @@ demo: install  ## synthetic CelebA-format data -> train-all with every catalogue
 	$(BIN)/recognize-me demo
 
 # Test tiers (markers in pyproject.toml, README "Tests"). `make test` runs every tier; CI runs `make test`.
-PYTEST := $(BIN)/python -m pytest -q
+# Two pytest-xdist workers; tests/conftest.py groups the readers of each shared session fixture on one worker.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test: install  ## every tier: unit, slow, flow, system and (when ../shared/data exists) real-data tests
 	$(PYTEST)

@@ -66,7 +66,7 @@ def _partition(name: str) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     from recognize_me.catalog import FEATURES
     from recognize_me.me.align import FaceAligner
-    from recognize_me.me.photo_set import PhotoSet, load_photo_table, prepare_photos
+    from recognize_me.me.photo_set import PhotoSet, PhotoSources, load_photo_table, prepare_photos
     from recognize_me.me.reference import REFERENCE_STRATEGY, reference_missing
     from recognize_me.me.transfer import TransferJob, base_input_settings, train_transfer
 
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> None:
             photos = PhotoSet(table=load_photo_table(out / "photos.csv"))
             rejected = pd.read_csv(out / "rejected.csv").to_dict("records")
         else:
-            photos = prepare_photos(FACES / "me", None, out, seed=args.seed, fractions=(0.6, 0.2, 0.2),
-                                    celeba_images=pool["train"], celeba_others=args.celeba_others,
-                                    cropper=aligner, strangers_dir=FACES / "others",
-                                    stranger_images=pool["test"], n_strangers=args.celeba_strangers)
+            sources = PhotoSources(FACES / "me", None, celeba_images=pool["train"],
+                                   celeba_others=args.celeba_others, strangers_dir=FACES / "others",
+                                   stranger_images=pool["test"], n_strangers=args.celeba_strangers)
+            photos = prepare_photos(sources, out, seed=args.seed, fractions=(0.6, 0.2, 0.2), cropper=aligner)
             rejected = [{"path": str(r.path), "reason": r.reason} for r in photos.rejected]
         counts = photos.counts()
         detectors = photos.table["detector"].value_counts().to_dict()

@@ -61,6 +61,7 @@ def dask_runner(address: str | None, n_workers: int) -> DaskTaskRunner:
     runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
                             cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                             "host": "127.0.0.1", "dashboard_address": None,
+                                            "preload": ["recognize_me.console"],  # its dask_setup
                                             "env": {"PREFECT_API_URL": api_url, "DASK_LOGGING__DISTRIBUTED": "warning",
                                                     **quiet_environment(dict(os.environ))}})
     # Dask's start-up INFO lines (addresses, the unasked-for dashboard) stay out of the console;

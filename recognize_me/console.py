@@ -46,6 +46,24 @@ class PredictRetracingFilter(logging.Filter):
 PREDICT_RETRACING = PredictRetracingFilter()
 
 
+class ClosingHeartbeatFilter(logging.Filter):
+    """Drops a Dask worker's "Failed to communicate with scheduler during heartbeat" error and its
+    traceback: when a local cluster closes, the scheduler may stop while a worker's heartbeat is in flight
+    (seen under load at the end of a transfer stage). A scheduler lost during work still fails the task run,
+    through Prefect, with its own message, so the dropped line tells a user nothing to act on."""
+
+    MESSAGE = "Failed to communicate with scheduler during heartbeat"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.MESSAGE)
+
+
+def dask_setup(worker: object) -> None:
+    """Dask preload hook (``preload=["recognize_me.console"]`` on a local cluster's workers): the worker
+    process keeps its console free of the cluster-teardown heartbeat race (``ClosingHeartbeatFilter``)."""
+    logging.getLogger("distributed.worker").addFilter(ClosingHeartbeatFilter())
+
+
 def quiet_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """Set ``QUIET_DEFAULTS`` where unset (in ``os.environ`` by default); return the values in effect."""
     env = os.environ if environ is None else environ

@@ -16,7 +16,13 @@ from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
 from recognize_me.me.face_choice import CHOSEN_DIR, base_features, choice_markdown, resolve_photo_faces
-from recognize_me.me.photo_set import PHOTO_TABLE_VERSION, photo_counts, photo_manifest, prepare_photos
+from recognize_me.me.photo_set import (
+    PHOTO_TABLE_VERSION,
+    PhotoSources,
+    photo_counts,
+    photo_manifest,
+    prepare_photos,
+)
 from recognize_me.me.report import build_me_report
 from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
@@ -43,10 +49,11 @@ def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, i
     ids = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype={"image_id": str})
     celeba, strangers = ([Path(images_dir) / i for i in ids.loc[ids["split"] == split, "image_id"]]
                          for split in ("train", "test"))
-    photos = prepare_photos(config.me_dir, config.others_dir, Path(run_dir) / "photos", seed=config.seed,
-                            fractions=config.me_split_fractions, celeba_images=celeba,
-                            celeba_others=config.celeba_others, cropper=FaceAligner(fill=config.me_fill),
-                            stranger_images=strangers, n_strangers=config.me_strangers)
+    sources = PhotoSources(config.me_dir, config.others_dir, celeba_images=celeba,
+                           celeba_others=config.celeba_others, stranger_images=strangers,
+                           n_strangers=config.me_strangers)
+    photos = prepare_photos(sources, Path(run_dir) / "photos", seed=config.seed,
+                            fractions=config.me_split_fractions, cropper=FaceAligner(fill=config.me_fill))
     report = check_photos(photos.to_manifest(), min_me=config.me_min_photos,
                           docs_dir=Path(run_dir) / "data_docs")
     rejected = "\n".join(f"- `{r.path.name}`: {r.reason}" for r in photos.rejected[:20]) or "none"

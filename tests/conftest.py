@@ -28,15 +28,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+#: Session fixtures whose readers run in one xdist worker, so each expensive case still runs once per session.
+SHARED_CASES = ("me_flow_run", "served_demo", "uninterrupted_training")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker and before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """flow and system imply slow; asking for the session's Prefect server makes a test a flow test."""
+    """flow and system imply slow; asking for the session's Prefect server makes a test a flow test.
+
+    ``make test`` runs on two xdist workers (``--dist loadgroup``): every test reading one of
+    ``SHARED_CASES`` is in that case's group (one ``me_flow_run``, one served stack, one uninterrupted
+    training per session), every other test in its module's group (module fixtures are built once). Each
+    worker that runs a flow test starts its own session-wide Prefect test server (its own PREFECT_HOME)."""
     for item in items:
-        if "prefect_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("system") is None:
+        fixtures = getattr(item, "fixturenames", ())
+        if "prefect_server" in fixtures and item.get_closest_marker("system") is None:
             item.add_marker(pytest.mark.flow)
         if (item.get_closest_marker("flow") or item.get_closest_marker("system")) and \
                 item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group") is None:
+            case = next((name for name in SHARED_CASES if name in fixtures), None)
+            item.add_marker(pytest.mark.xdist_group(case or item.path.stem))
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has put each test's group into its node id
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run on xdist when its grouping is silently off (pytest-xdist#1386: pytest 9.2 ignores the
+    group suffix), which would build every shared case once per worker."""
+    if getattr(session.config.option, "loadgroup", False) and session.items and \
+            not any("@" in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup is not grouping tests with this pytest "
+                                "(pytest-xdist#1386); install the versions in constraints.txt (make install)")
 
 
 @pytest.fixture(autouse=True)

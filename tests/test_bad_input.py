@@ -367,11 +367,11 @@ def _photo_folder(folder: Path, n: int, start: int = 0) -> Path:
 @pytest.mark.parametrize("n_me", [0, 2])
 def test_empty_or_too_small_me_folder_fails_the_photo_check(tmp_path: Path, n_me: int) -> None:
     from recognize_me.data.checks import check_photos
-    from recognize_me.me.photo_set import prepare_photos
+    from recognize_me.me.photo_set import PhotoSources, prepare_photos
 
     me = _photo_folder(tmp_path / "me", n_me)
     others = _photo_folder(tmp_path / "others", 4, start=50)
-    photos = prepare_photos(me, others, tmp_path / "out", seed=0, cropper=_EveryImageIsAFace())
+    photos = prepare_photos(PhotoSources(me, others), tmp_path / "out", seed=0, cropper=_EveryImageIsAFace())
     report = check_photos(photos.to_manifest(), min_me=3)
     assert not report.success
     failure = _critical(report, "photos", "expect_column_sum_to_be_between", "is_me")
@@ -380,22 +380,23 @@ def test_empty_or_too_small_me_folder_fails_the_photo_check(tmp_path: Path, n_me
 
 
 def test_missing_me_folder_is_named(tmp_path: Path) -> None:
-    from recognize_me.me.photo_set import prepare_photos
+    from recognize_me.me.photo_set import PhotoSources, prepare_photos
 
     others = _photo_folder(tmp_path / "others", 2)
     with pytest.raises(FileNotFoundError, match="photo folder not found: .*nowhere"):
-        prepare_photos(tmp_path / "nowhere", others, tmp_path / "out", seed=0, cropper=_EveryImageIsAFace())
+        prepare_photos(PhotoSources(tmp_path / "nowhere", others), tmp_path / "out", seed=0,
+                       cropper=_EveryImageIsAFace())
 
 
 def test_me_photo_without_a_face_is_rejected_with_a_reason(tmp_path: Path) -> None:
-    from recognize_me.me.photo_set import REJECTED_CSV, prepare_photos
+    from recognize_me.me.photo_set import REJECTED_CSV, PhotoSources, prepare_photos
 
     me = tmp_path / "me"
     me.mkdir()
     Image.new("RGB", (200, 200), "white").save(me / "blank.png")
     write_broken_image(me / "broken.jpg", "truncated")
     others = _photo_folder(tmp_path / "others", 1)
-    photos = prepare_photos(me, others, tmp_path / "out", seed=0)  # the real MTCNN aligner
+    photos = prepare_photos(PhotoSources(me, others), tmp_path / "out", seed=0)  # the real MTCNN aligner
     reasons = {r.path.name: r.reason for r in photos.rejected}
     assert reasons["blank.png"] == "no face found"
     assert reasons["broken.jpg"].startswith("cannot decode image")

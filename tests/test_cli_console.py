@@ -24,7 +24,8 @@ def test_demo_console_has_no_traceback_and_no_tensorflow_cpp_line(tmp_path):
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     cmd = [sys.executable, "-m", "recognize_me.cli", "demo", "--data", str(tmp_path / "demo"), "--images", "160",
            "--models", "baseline_cnn", "cnn_scheduled", "--epochs", "2", "--image-size", "32", "32",
-           "--me-epochs", "2", "--output-root", str(tmp_path / "out")]
+           "--me-epochs", "2", "--me-strategies", "feature_extraction", "fine_tuning",  # scikit-learn and Keras
+           "--output-root", str(tmp_path / "out")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -32,6 +32,7 @@ from recognize_me.me.photo_set import (
     CHOICE_LARGEST,
     CHOICE_ONLY,
     PHOTO_COLUMNS,
+    PhotoSources,
     load_photo_table,
     photo_counts,
     prepare_photos,
@@ -100,7 +101,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path, _Detector]:
 
 def _prepare(folders, out: Path):
     me, others, detector = folders
-    return prepare_photos(me, others, out, seed=0, fractions=FRACTIONS,
+    return prepare_photos(PhotoSources(me, others), out, seed=0, fractions=FRACTIONS,
                           cropper=FaceAligner(detector=detector))
 
 
@@ -120,7 +121,7 @@ def test_every_face_of_an_others_group_photo_is_an_other_row(folders, tmp_path: 
 def test_group_photo_faces_share_the_split_of_the_file_hash(folders, tmp_path: Path) -> None:
     table = _prepare(folders, tmp_path / "out").table
     me, others, detector = folders
-    prepare_photos(me, others, tmp_path / "other_fractions", seed=5, fractions=(0.4, 0.3, 0.3),
+    prepare_photos(PhotoSources(me, others), tmp_path / "other_fractions", seed=5, fractions=(0.4, 0.3, 0.3),
                    cropper=FaceAligner(detector=detector))
     again = load_photo_table(tmp_path / "other_fractions" / "photos.csv")
     for path, rows in again.groupby("path"):
@@ -300,7 +301,7 @@ def test_real_group_photos_give_a_candidate_or_other_row_per_face(tmp_path: Path
 
     group(me / "group.png", [*strangers, mine[3]])
     group(others / "group.png", [*strangers, sorted(people[1].iterdir())[1]])
-    table = prepare_photos(me, others, tmp_path / "out", seed=0, fractions=FRACTIONS).table
+    table = prepare_photos(PhotoSources(me, others), tmp_path / "out", seed=0, fractions=FRACTIONS).table
     me_group = table[table["path"] == str(me / "group.png")]
     assert me_group["choice"].tolist() == [CHOICE_CANDIDATE] * 3 and me_group["label"].eq("me").all()
     lefts = [int(b.split(",")[0]) for b in me_group["box"]]

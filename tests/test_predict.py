@@ -58,9 +58,9 @@ def test_prepare_image_matches_the_training_pipeline(tmp_path: Path, crop: str) 
 
 def test_predict_aligns_photos_exactly_like_the_training_photos(env: dict[str, Path], tmp_path: Path) -> None:
     from recognize_me.me.align import FaceAligner
-    from recognize_me.me.photo_set import prepare_photos
+    from recognize_me.me.photo_set import PhotoSources, prepare_photos
 
-    photos = prepare_photos(env["me_photo"].parent, env["others"], tmp_path, seed=0).table
+    photos = prepare_photos(PhotoSources(env["me_photo"].parent, env["others"]), tmp_path, seed=0).table
     row = photos[photos["path"] == str(env["me_photo"])].iloc[0]
     from_photo = _predict(env, [env["me_photo"]])[0]
     assert from_photo["detector"] == row["detector"] and from_photo["confidence"] == pytest.approx(row["confidence"])

@@ -73,3 +73,31 @@ def test_only_the_predict_retracing_warning_is_dropped() -> None:
     import_tensorflow_quietly()
     import_tensorflow_quietly()
     assert logging.getLogger("tensorflow").filters.count(PREDICT_RETRACING) == 1
+
+
+def test_cluster_teardown_heartbeat_error_is_dropped_and_other_errors_kept():
+    import logging
+
+    from recognize_me.console import ClosingHeartbeatFilter
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg, (), None)
+
+    keep = ClosingHeartbeatFilter()
+    assert not keep.filter(record("Failed to communicate with scheduler during heartbeat."))
+    assert keep.filter(record("Compute Failed")) and keep.filter(record("Worker is at 95% memory usage."))
+
+
+@pytest.mark.slow
+def test_local_cluster_workers_load_the_filter_by_preload():
+    """The preload named in flows.training.dask_runner installs the filter inside each worker process."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    def filters() -> list[str]:
+        return [type(f).__name__ for f in logging.getLogger("distributed.worker").filters]
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, preload=["recognize_me.console"]) as cluster, Client(cluster) as client:
+        assert list(client.run(filters).values()) == [["ClosingHeartbeatFilter"]]

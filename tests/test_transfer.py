@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from recognize_me.demo.data import generate_demo_data
-from recognize_me.me.photo_set import prepare_photos
+from recognize_me.me.photo_set import PhotoSources, prepare_photos
 from recognize_me.me.surgery import (
     FEATURES_NAME,
     build_transfer_model,
@@ -67,7 +67,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     demo = generate_demo_data(root / "demo", n_images=1, seed=1, n_me=12, n_others=12)
     fractions = (0.5, 0.25, 0.25)
     seed = _balanced_seed(demo.me_dir, demo.others_dir, fractions)
-    photos = prepare_photos(demo.me_dir, demo.others_dir, root / "photos", seed=seed, fractions=fractions)
+    photos = prepare_photos(PhotoSources(demo.me_dir, demo.others_dir), root / "photos", seed=seed,
+                            fractions=fractions)
     counts = photos.counts()
     assert all(min(c.values()) >= 2 for c in counts.values()), counts  # MTCNN found the drawn faces
     return {"root": root, "photos_csv": root / "photos" / "photos.csv",

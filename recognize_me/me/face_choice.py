@@ -128,44 +128,54 @@ def choose_faces(table: pd.DataFrame, features: FeatureFn, *, quantile: float = 
                           n_reference=0)
     reference = table[(table["label"] == ME_LABEL) & (table["choice"] == CHOICE_ONLY)
                       & table["split"].isin(REFERENCE_SPLITS)].drop_duplicates("crop_path")
-    floor: float | None = None
-    if len(reference) >= min_reference:
-        crops = reference["crop_path"].tolist() + candidates["crop_path"].tolist()
-        feats = np.asarray(features(crops))
-        if feats.shape[0] != len(crops):
-            raise ValueError(f"the feature function returned {feats.shape[0]} rows for {len(crops)} crops")
-        centroid, floor = agreement_floor(feats[:len(reference)], quantile)
-        similarity = pd.Series(_unit(feats[len(reference):]) @ centroid, index=candidates.index)
-    else:
-        similarity = pd.Series(np.nan, index=candidates.index)
-
+    floor, similarity = _similarities(reference, candidates, features, quantile, min_reference)
     taken_rows: dict[int, float] = {}
     records = []
     for _, faces in candidates.groupby("path", sort=False):
         faces = faces.sort_values("face")
-        if floor is None:
-            pick, reason = faces.index[0], (f"fewer than {min_reference} single-face 'me' photos in train/val "
-                                            f"to compare with: the largest face was taken")
-            decision = DECISION_LARGEST
-        else:
-            best, reason = _decide(similarity[faces.index].to_numpy(), floor)
-            pick = None if best is None else faces.index[best]
-            decision = DECISION_REJECTED if pick is None else DECISION_AGREED
+        pick, decision, reason = _pick(faces, similarity, floor, min_reference)
         if pick is not None:
             taken_rows[pick] = similarity[pick]
         records += [{"path": row.path, "split": row.split, "n_faces": row.n_faces, "face": row.face,
-                     "box": row.box, "crop_path": row.crop_path,
-                     "similarity": None if np.isnan(similarity[i]) else round(float(similarity[i]), 4),
+                     "box": row.box, "crop_path": row.crop_path, "similarity": _rounded(similarity[i]),
                      "taken": i == pick, "decision": decision, "reason": reason}
                     for i, row in faces.iterrows()]
-
     kept = table.drop(index=[i for i in candidates.index if i not in taken_rows])
     for i, sim in taken_rows.items():
         kept.loc[i, "choice"] = CHOICE_LARGEST if floor is None else CHOICE_AGREED
-        kept.loc[i, "similarity"] = None if np.isnan(sim) else round(float(sim), 4)
+        kept.loc[i, "similarity"] = _rounded(sim)
     return FaceChoice(table=kept.loc[:, list(PHOTO_COLUMNS)].reset_index(drop=True),
                       choices=pd.DataFrame(records, columns=list(CHOICE_TABLE_COLUMNS)), floor=floor,
                       n_reference=len(reference))
+
+
+def _rounded(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)
+
+
+def _similarities(reference: pd.DataFrame, candidates: pd.DataFrame, features: FeatureFn, quantile: float,
+                  min_reference: int) -> tuple[float | None, pd.Series]:
+    """(the agreement floor, each candidate's cosine to the reference centroid); (None, NaN) with fewer
+    than ``min_reference`` reference photos."""
+    if len(reference) < min_reference:
+        return None, pd.Series(np.nan, index=candidates.index)
+    crops = reference["crop_path"].tolist() + candidates["crop_path"].tolist()
+    feats = np.asarray(features(crops))
+    if feats.shape[0] != len(crops):
+        raise ValueError(f"the feature function returned {feats.shape[0]} rows for {len(crops)} crops")
+    centroid, floor = agreement_floor(feats[:len(reference)], quantile)
+    return floor, pd.Series(_unit(feats[len(reference):]) @ centroid, index=candidates.index)
+
+
+def _pick(faces: pd.DataFrame, similarity: pd.Series, floor: float | None,
+          min_reference: int) -> tuple[int | None, str, str]:
+    """(the row taken from one photo's faces or None, the decision, its reason)."""
+    if floor is None:
+        return faces.index[0], DECISION_LARGEST, (f"fewer than {min_reference} single-face 'me' photos in "
+                                                  "train/val to compare with: the largest face was taken")
+    best, reason = _decide(similarity[faces.index].to_numpy(), floor)
+    pick = None if best is None else faces.index[best]
+    return pick, DECISION_REJECTED if pick is None else DECISION_AGREED, reason
 
 
 def choice_rows(choices: pd.DataFrame) -> list[dict[str, object]]:

@@ -179,18 +179,75 @@ def format_box(box: tuple[int, int, int, int] | None) -> str:
     return "" if box is None else ",".join(str(int(v)) for v in box)
 
 
-def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed: int,
-                   fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-                   celeba_images: Sequence[Path] = (), celeba_others: int = 200,
-                   cropper: FaceAligner | None = None, strangers_dir: Path | None = None,
-                   stranger_images: Sequence[Path] = (), n_strangers: int = 0,
-                   min_face_px: int = MIN_JUDGED_FACE_PX) -> PhotoSet:
-    """Scan, align and split the photos; write ``photos.csv``, ``rejected.csv`` and ``crops/``.
+@dataclass(frozen=True)
+class PhotoSources:
+    """Where the photos of a photo set come from.
 
-    - ``me_dir`` (label "me") and ``others_dir`` (label "other") are scanned recursively with
-      ``photos.scan_photos``; undecodable and unsupported files are rejected with its reason.
-    - With ``others_dir=None`` the "other" photos are ``celeba_others`` paths sampled (seeded) from
-      ``celeba_images``. ``ValueError`` if neither source of "other" photos is given.
+    - ``me_dir`` (label "me") and ``others_dir`` (label "other") are scanned recursively
+      (``photos.scan_photos``); with ``others_dir=None`` the "other" photos are ``celeba_others`` paths
+      sampled (seeded) from ``celeba_images``.
+    - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
+      ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split, e.g.
+      CelebA's test partition, whose identities are disjoint from its train partition).
+    """
+
+    me_dir: Path
+    others_dir: Path | None = None
+    celeba_images: Sequence[Path] = ()
+    celeba_others: int = 200
+    strangers_dir: Path | None = None
+    stranger_images: Sequence[Path] = ()
+    n_strangers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.others_dir is None and (not self.celeba_images or self.celeba_others < 1):
+            raise ValueError("no 'other' photos: give others_dir, or celeba_images with celeba_others >= 1")
+
+
+class _Gathering:
+    """Scans and aligns photos into ``crops_dir``, collecting what is rejected (with its label) on the way;
+    copies of one picture (same content hash) are aligned once."""
+
+    def __init__(self, crops_dir: Path, cropper: FaceAligner, min_face_px: int, seed: int) -> None:
+        self.crops_dir, self.cropper, self.min_face_px, self.seed = crops_dir, cropper, min_face_px, seed
+        self.rejected: list[tuple[Rejected, str]] = []
+        self._done: dict[str, list[Face] | str] = {}
+
+    def scan(self, folder: Path | None, label: str, sample: Sequence[Path] = (), n: int = 0) -> list[Photo]:
+        found: list[Photo] = []
+        if folder is not None:
+            photos, bad = scan_photos(Path(folder), label)
+            self.rejected.extend((r, label) for r in bad)
+            found += photos
+        for path in (_sample_celeba(sample, n, self.seed) if sample and n > 0 else []):
+            checked = check_photo(path, label)
+            if isinstance(checked, Photo):
+                found.append(checked)
+            else:
+                self.rejected.append((checked, label))
+        return found
+
+    def align(self, photos: list[Photo]) -> list[tuple[Photo, list[Face]]]:
+        kept = []
+        for photo in photos:
+            result = _crop_photo(photo, self.crops_dir, self.cropper, self.min_face_px, self._done)
+            if isinstance(result, list):
+                kept.append((photo, result))
+            else:
+                self.rejected.append((Rejected(photo.path, result), photo.label))
+        return kept
+
+    def rejected_sorted(self) -> list[tuple[Rejected, str]]:
+        """"me" photos first, then by path."""
+        return sorted(self.rejected, key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
+
+
+def prepare_photos(sources: PhotoSources, out_dir: Path, *, seed: int,
+                   fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+                   cropper: FaceAligner | None = None, min_face_px: int = MIN_JUDGED_FACE_PX) -> PhotoSet:
+    """Scan, align and split the photos of ``sources``; write ``photos.csv``, ``rejected.csv`` and ``crops/``.
+
+    - Undecodable and unsupported files are rejected with ``photos.scan_photos``' reason.
     - Every face of every photo, CelebA ones included, is aligned by ``cropper`` (default
       ``FaceAligner()``, its ``align_all``) into ``out_dir/crops/``; ``detector`` and ``confidence`` say
       what found the face. Faces narrower than ``min_face_px`` photo pixels are left out; a photo without
@@ -199,63 +256,30 @@ def prepare_photos(me_dir: Path, others_dir: Path | None, out_dir: Path, *, seed
       per face, resolved later by ``face_choice.choose_faces`` (see the module docstring).
     - Splits: ``me.splits.assign_splits`` on the hash of the original file, so a photo keeps its
       split across runs and copies share one; every face of a photo is in the photo's split.
-    - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
-      ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split,
-      e.g. CelebA's test partition, whose identities are disjoint from its train partition). A stranger
-      whose content is already in another split is left out.
+    - A stranger whose content is already in another split is left out.
     """
     out_dir = Path(out_dir)
-    cropper = cropper or FaceAligner()
-    crops_dir = out_dir / CROPS_DIR
-    if others_dir is None and (not celeba_images or celeba_others < 1):
-        raise ValueError("no 'other' photos: give others_dir, or celeba_images with celeba_others >= 1")
-
-    def scan(folder: Path | None, label: str, sample: Sequence[Path], n: int) -> list[Photo]:
-        found: list[Photo] = []
-        if folder is not None:
-            photos, bad = scan_photos(Path(folder), label)
-            rejected_rows.extend((r, label) for r in bad)
-            found += photos
-        for path in (_sample_celeba(sample, n, seed) if sample and n > 0 else []):
-            checked = check_photo(path, label)
-            if isinstance(checked, Photo):
-                found.append(checked)
-            else:
-                rejected_rows.append((checked, label))
-        return found
-
-    def align_all(photos: list[Photo]) -> list[tuple[Photo, list[Face]]]:
-        kept = []
-        for photo in photos:
-            result = _crop_photo(photo, crops_dir, cropper, min_face_px, done)
-            if isinstance(result, list):
-                kept.append((photo, result))
-            else:
-                rejected_rows.append((Rejected(photo.path, result), photo.label))
-        return kept
-
-    rejected_rows: list[tuple[Rejected, str]] = []
-    done: dict[str, list[Face] | str] = {}
-    me_photos = scan(Path(me_dir), ME_LABEL, (), 0)
-    others = scan(others_dir, OTHER_LABEL, celeba_images if others_dir is None else (), celeba_others)
-    kept = align_all(me_photos + others)
+    gather = _Gathering(out_dir / CROPS_DIR, cropper or FaceAligner(), min_face_px, seed)
+    me_photos = gather.scan(Path(sources.me_dir), ME_LABEL)
+    others = gather.scan(sources.others_dir, OTHER_LABEL,
+                         sources.celeba_images if sources.others_dir is None else (), sources.celeba_others)
+    kept = gather.align(me_photos + others)
     splits = assign_splits([p for p, _ in kept], seed=seed, fractions=fractions, positive_label=ME_LABEL)
     used = {p.sha256.lower() for p, _ in kept}
-    strangers = [(p, a) for p, a in align_all(scan(strangers_dir, OTHER_LABEL, stranger_images, n_strangers))
+    strangers = [(p, a) for p, a in gather.align(gather.scan(sources.strangers_dir, OTHER_LABEL,
+                                                             sources.stranger_images, sources.n_strangers))
                  if p.sha256.lower() not in used]
     if strangers:
         extra = assign_splits([p for p, _ in strangers], seed=seed, fractions=fractions, positive_label=ME_LABEL)
         splits = pd.concat([splits, extra.assign(split=STRANGERS_SPLIT)], ignore_index=True)
         kept += strangers
     table = _face_rows(splits.reset_index(drop=True), kept)
-
-    rejected_rows.sort(key=lambda item: (item[1] != ME_LABEL, item[0].path.parts))
-    rejected = [r for r, _ in rejected_rows]
+    rejected = gather.rejected_sorted()
     rejected_frame = pd.DataFrame([{"path": str(r.path), "label": label, "reason": r.reason}
-                                   for r, label in rejected_rows], columns=list(REJECTED_COLUMNS))
+                                   for r, label in rejected], columns=list(REJECTED_COLUMNS))
     write_with(out_dir / PHOTOS_CSV, lambda p: table.to_csv(p, index=False))
     write_with(out_dir / REJECTED_CSV, lambda p: rejected_frame.to_csv(p, index=False))
-    return PhotoSet(table=table, rejected=rejected)
+    return PhotoSet(table=table, rejected=[r for r, _ in rejected])
 
 
 def load_photo_table(photos_csv: Path) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from recognize_me.me.surgery import (
     load_base,
     set_base_trainable,
 )
+from recognize_me.training.scaffold import numbered_history, phase_epochs
 
 if TYPE_CHECKING:
     import keras
@@ -80,8 +81,7 @@ def fit_feature_extraction(job: TransferJob, data: dict, weights: dict[int, floa
 def fit_fine_tuning(job: TransferJob, data: dict, weights: dict[int, float],
                     on_epoch: TransferHook | None = None) -> Fitted:
     """A head on the frozen base for half the epochs, then the base's top third unfrozen at LR/10."""
-    first = max(1, job.epochs // 2)
-    return _fit_head(job, data, weights, on_epoch, scratch=False, phases=[first, job.epochs - first])
+    return _fit_head(job, data, weights, on_epoch, scratch=False, phases=phase_epochs(job.epochs, True))
 
 
 def fit_from_scratch(job: TransferJob, data: dict, weights: dict[int, float],
@@ -123,21 +123,19 @@ def _fit_head(job: TransferJob, data: dict, weights: dict[int, float], on_epoch:
             _compile(model, job.learning_rate * FINE_TUNE_LR_FACTOR)
         offset = sum(phases[:phase - 1])
         fitted.histories.append(_fit_phase(model, train_ds, val_ds, epochs, weights, offset, sum(phases),
-                                           job.strategy, on_epoch).assign(phase=phase))
+                                           job.strategy, on_epoch, phase))
     return fitted
 
 
 def _fit_phase(model: keras.Model, train_ds: Any, val_ds: Any, epochs: int, weights: dict[int, float],
-               offset: int, total: int, name: str, on_epoch: TransferHook | None) -> pd.DataFrame:
+               offset: int, total: int, name: str, on_epoch: TransferHook | None, phase: int) -> pd.DataFrame:
     """One ``fit`` call; its history with the epochs numbered from ``offset + 1``."""
     from recognize_me.training.callbacks import EpochReporter
 
     callbacks = [EpochReporter(name, total, on_epoch, offset=offset)] if on_epoch else []
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
                         verbose=0, callbacks=callbacks)  # the dataset shuffles itself (seeded)
-    frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(offset + 1, offset + len(frame) + 1))
-    return frame
+    return numbered_history(history.history, offset, phase)
 
 
 def _compile(model: keras.Model, learning_rate: float) -> None:

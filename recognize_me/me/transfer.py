@@ -21,8 +21,9 @@ load the photo splits, fit (the strategy's trainer in ``me/strategies.py``, name
   comparison only: it has no Keras model, so it is never promoted and ``predict`` never serves it.
 
 The decision threshold maximises F1 on the validation split; the test split is only used for the final
-metrics. The output folder gets ``model.keras`` (written last: it marks completion), ``metrics.json``,
-``config.json``, ``history.csv`` and ``predictions_test.csv``, every file atomically.
+metrics. The output folder is written by ``training.scaffold.ModelFolder``, as a CelebA model's is:
+``model.keras`` (written last: it marks completion), ``metrics.json``, ``config.json``, ``history.csv`` and
+``predictions_test.csv``, every file atomically.
 
 Pure core: no Prefect; TensorFlow and Keras are imported when a job runs.
 """
@@ -39,11 +40,10 @@ import numpy as np
 import pandas as pd
 
 from recognize_me.catalog import STRATEGIES
-from recognize_me.fileio import write_json, write_with
 from recognize_me.me.evaluation import CM_LABELS, POSITIVE_LABEL, evaluate_scores
 from recognize_me.me.job import TransferHook, TransferJob
 from recognize_me.me.strategies import Fitted
-from recognize_me.runs import package_versions
+from recognize_me.training.scaffold import ModelFolder
 
 SCORED_SPLITS = ("val", "test", "strangers")
 
@@ -118,22 +118,15 @@ def _job_dict(job: TransferJob) -> dict[str, Any]:
 
 def _write_outputs(job: TransferJob, fitted: Fitted, summary: dict[str, Any], data: dict,
                    scores: dict[str, np.ndarray]) -> None:
-    out, model = Path(job.out_dir), fitted.model
-    if fitted.histories:
-        history = pd.concat(fitted.histories, ignore_index=True)
-        write_with(out / "history.csv", lambda p: history.to_csv(p, index=False))
+    tables = {}
     for split in ("test", "strangers"):
         rows, split_scores = data[split][2], scores[split]
         if split == "strangers" and not len(split_scores):
             continue
-        preds = pd.DataFrame({
+        tables[f"predictions_{split}.csv"] = pd.DataFrame({
             "path": rows["path"].astype(str), "crop_path": rows["crop_path"].astype(str),
             "label": rows["label"].astype(str), "score": np.round(split_scores, 6),
             "predicted": np.where(split_scores >= summary["threshold"], CM_LABELS[1], CM_LABELS[0]),
         })
-        write_with(out / f"predictions_{split}.csv", lambda p, f=preds: f.to_csv(p, index=False))
-    write_json(out / "config.json", {"model": f"me_{job.strategy}", "job": _job_dict(job),
-                                     "package_versions": package_versions()})
-    write_json(out / "metrics.json", summary)
-    if model is not None:
-        write_with(out / "model.keras", lambda p: model.save(p), suffix=".keras")  # last: marks completion
+    ModelFolder(Path(job.out_dir), config={"model": f"me_{job.strategy}", "job": _job_dict(job)},
+                metrics=summary, model=fitted.model, histories=fitted.histories, tables=tables).write()

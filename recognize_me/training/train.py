@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from recognize_me.catalog import MODELS
-from recognize_me.fileio import write_json, write_with
-from recognize_me.runs import package_versions
+from recognize_me.fileio import write_json
+from recognize_me.training.scaffold import ModelFolder, phase_epochs
 
 EpochHook = Callable[[str, int, int, dict[str, float]], None]  # (model, sub-epoch 1-based, sub-epochs, logs)
 ProgressHook = Callable[[str, Any], None]  # (model, callbacks.Progress): at most once a minute inside an epoch
@@ -158,14 +158,6 @@ def _options(job: TrainJob):
                         weight_decay=job.weight_decay)
 
 
-def _phase_epochs(epochs: int, two_phase: bool) -> list[int]:
-    """Keras epochs per phase without a budget: a two-phase model spends half of them in each."""
-    if not two_phase:
-        return [epochs]
-    first = max(1, epochs // 2)
-    return [first, epochs - first] if epochs > first else [first]
-
-
 def _loaders(job: TrainJob, data: dict[str, tuple]) -> tuple[dict[str, Any], str]:
     """Per split, what loads its images by position: the decoded array when the job has one, else the image
     files. Also says which input was used."""
@@ -212,64 +204,133 @@ def _size_sub_epochs(job: TrainJob, plan, model, probe_ds, started: float,
     return step_s, 0.0
 
 
+@dataclass
+class _Fitting:
+    """What one job trains: the split labels, the loaders of their images, the model (and the model that is
+    fit, which differs for the identity model) and the map from a batch's labels to its Keras targets."""
+
+    spec: Any  # models.ModelSpec
+    data: dict[str, tuple]  # split -> (paths, labels, image ids)
+    loaders: dict[str, Any]
+    input_kind: str
+    model: Any  # the keras.Model that is evaluated and saved
+    fit_model: Any
+    fit_labels: dict[str, np.ndarray]
+    targets: Callable | None = None  # None: the labels are the targets
+
+    @property
+    def n_train(self) -> int:
+        return len(self.data["train"][1])
+
+    def mapped(self, ds):
+        return ds if self.targets is None else ds.map(self.targets)
+
+
+@dataclass
+class _Hooks:
+    on_epoch: EpochHook | None = None
+    on_progress: ProgressHook | None = None
+
+
 def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
               on_progress: ProgressHook | None = None) -> dict[str, Any]:
     """Train ``job.model``, evaluate it on val and test, and write its folder. Returns the summary.
 
     ``on_epoch`` is called after every sub-epoch, ``on_progress`` at most every ``PROGRESS_EVERY_S`` seconds
-    inside one."""
-
-    import tensorflow as tf
-
-    from recognize_me.data.dataset import evenly_spaced, make_eval_batches, make_train_stream
-    from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
+    inside one. The steps (``training.scaffold``): set up -> plan -> fit phase by phase -> evaluate ->
+    write."""
     from recognize_me.training.budget import EpochPlan, budget_left
-    from recognize_me.training.callbacks import TimeBudget
-    from recognize_me.training.seeding import isolated_default_seeds
-    from recognize_me.training.thresholds import evaluate_with_thresholds
 
-    start = time.perf_counter()
-    started = time.monotonic()
+    start, started = time.perf_counter(), time.monotonic()
     budget_s = budget_left(job.budget_s, job.deadline, time.time())
     policy = configure_tensorflow(job.threads, job.model_seed, job.precision)
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    fitting = _set_up(job)
+    plan = EpochPlan(max_epochs=job.epochs, budget_s=budget_s,
+                     steps_per_epoch=-(-fitting.n_train // job.batch_size))
+    histories, monitored, step_s = _fit(job, fitting, plan, started, _Hooks(on_epoch, on_progress))
+    train_time = time.perf_counter() - start
+    scores, tuned, test_scores = _evaluate(job, fitting)
+    summary = {
+        "model": job.model, "status": "completed", "description": fitting.spec.description,
+        "model_dir": str(job.out_dir), "params": int(fitting.model.count_params()),
+        "train_time_s": round(train_time, 2),
+        **_plan_facts(job, plan, sum(len(h) for h in histories), step_s),
+        "val_images_monitored": monitored,
+        "budget_s": job.budget_s, "budget_left_at_start_s": None if budget_s is None else round(budget_s, 1),
+        "stopped_by_budget": bool(plan.stopped_by_budget),
+        "images_per_s": round(_images_run(plan, fitting.n_train, job.batch_size) / max(train_time, 1e-9), 1),
+        "precision": policy, "input": fitting.input_kind, "seed": job.model_seed,
+        **_weights_note(job),
+        "test_images": len(fitting.data["test"][1]), **scores,
+        "per_attribute": tuned.to_dict(orient="records"),
+    }
+    _write_outputs(job, fitting.model, histories, summary, test_scores, fitting.data["test"][2])
+    return summary
+
+
+def _set_up(job: TrainJob) -> _Fitting:
+    """Labels, image loaders and the model(s) of ``job``, built under the model's own seed."""
+    from recognize_me.models import get_model_spec, positive_weights, with_positive_weights
+    from recognize_me.training.seeding import isolated_default_seeds
+
     spec = get_model_spec(job.model)
     data = load_split_labels(job.splits_csv, job.images_dir, job.attributes)
-    n_train = len(data["train"][1])
-    if n_train == 0:
+    if len(data["train"][1]) == 0:
         raise ValueError(f"{job.splits_csv}: no train images")
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # the sub-epoch; set by EpochSeeds before each
     loaders, input_kind = _loaders(job, data)
     with isolated_default_seeds(job.model_seed):
         model = spec.build((*job.image_size, 3), len(job.attributes), _options(job))
         if spec.class_weighted_loss:
             model = with_positive_weights(model, positive_weights(data["train"][1]).tolist(), job.learning_rate,
                                           weight_decay=_options(job).weight_decay)
-        fit_model, fit_labels, targets = model, {k: v[1] for k, v in data.items()}, None
+        fitting = _Fitting(spec, data, loaders, input_kind, model, model, {k: v[1] for k, v in data.items()})
         if spec.identity_loss_weight > 0:
-            fit_model, fit_labels, targets = _identity_fit(job, spec, model, data)
-    plan = EpochPlan(max_epochs=job.epochs, budget_s=budget_s, steps_per_epoch=-(-n_train // job.batch_size))
-    n_val, n_test = len(data["val"][1]), len(data["test"][1])
+            fitting.fit_model, fitting.fit_labels, fitting.targets = _identity_fit(job, spec, model, data)
+    return fitting
+
+
+def _fit(job: TrainJob, fitting: _Fitting, plan, started: float,
+         hooks: _Hooks) -> tuple[list[pd.DataFrame], int, float | None]:
+    """Size the sub-epochs, then fit phase by phase within the plan. Returns the phases' histories, the
+    number of validation images monitored and the measured seconds per step (None without a budget)."""
+    import tensorflow as tf
+
+    from recognize_me.data.dataset import evenly_spaced, make_eval_batches, make_train_stream
+    from recognize_me.training.callbacks import TimeBudget
+
+    n_train, n_val, n_test = (len(fitting.data[s][1]) for s in ("train", "val", "test"))
     monitored = evenly_spaced(n_val, VAL_MONITOR_IMAGES)
-    val_ds = make_eval_batches(loaders["val"], fit_labels["val"], monitored, batch_size=job.batch_size)
-    val_ds = val_ds if targets is None else val_ds.map(targets)
+    val_ds = fitting.mapped(make_eval_batches(fitting.loaders["val"], fitting.fit_labels["val"], monitored,
+                                              batch_size=job.batch_size))
     eval_batches = (len(monitored) / job.batch_size, (1.5 * n_val + n_test) / job.batch_size)
-    probe = make_eval_batches(loaders["train"], fit_labels["train"], np.arange(min(n_train, job.batch_size)),
-                              batch_size=job.batch_size)
-    step_s, val_s = _size_sub_epochs(job, plan, fit_model, probe if targets is None else probe.map(targets),
-                                     started, eval_batches)
-    train_ds = make_train_stream(loaders["train"], fit_labels["train"], batch_size=job.batch_size,
-                                 sub_epoch_steps=plan.sub_epoch_steps, max_epochs=job.epochs, start=epoch_var,
-                                 seed=job.model_seed, augment_flip=job.augment_flip)
-    train_ds = train_ds if targets is None else train_ds.map(targets)
+    probe = make_eval_batches(fitting.loaders["train"], fitting.fit_labels["train"],
+                              np.arange(min(n_train, job.batch_size)), batch_size=job.batch_size)
+    step_s, val_s = _size_sub_epochs(job, plan, fitting.fit_model, fitting.mapped(probe), started,
+                                     eval_batches)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)  # the sub-epoch, set by EpochSeeds
+    train_ds = fitting.mapped(make_train_stream(
+        fitting.loaders["train"], fitting.fit_labels["train"], batch_size=job.batch_size,
+        sub_epoch_steps=plan.sub_epoch_steps, max_epochs=job.epochs, start=epoch_var, seed=job.model_seed,
+        augment_flip=job.augment_flip))
     budget = TimeBudget(plan, started, eval_factor=(1.5 * n_val + n_test) / max(1, len(monitored)))
     budget.val_s = val_s  # an estimate until the first validation
-    histories: list[pd.DataFrame] = []
-    two_phase = spec.fine_tune is not None
+    histories = _fit_phases(job, fitting, plan, budget, (train_ds, val_ds, epoch_var), hooks)
+    return histories, len(monitored), step_s
+
+
+def _fit_phases(job: TrainJob, fitting: _Fitting, plan, budget, inputs: tuple,
+                hooks: _Hooks) -> list[pd.DataFrame]:
+    """Without a budget the phases' sub-epochs are fixed (``scaffold.phase_epochs``); with one, each fit's
+    count is an upper bound and ``TimeBudget`` ends the first phase at half the plan and the second at the
+    plan. A two-phase model's second phase is ``spec.fine_tune`` of the first's model."""
+    from recognize_me.training.seeding import isolated_default_seeds
+
+    train_ds, val_ds, epoch_var = inputs
+    two_phase = fitting.spec.fine_tune is not None
     total = plan.max_sub_epochs
-    # Without a budget the phases' sub-epochs are fixed; with one, each fit's count is an upper bound and
-    # TimeBudget ends the first phase at half the plan and the second at the plan.
-    phases = _phase_epochs(total, two_phase) if job.budget_s is None else [total] * (1 + two_phase)
+    phases = phase_epochs(total, two_phase) if job.budget_s is None else [total] * (1 + two_phase)
+    histories: list[pd.DataFrame] = []
     done = 0
     for phase, epochs in enumerate(phases, start=1):
         if job.budget_s is not None:
@@ -280,44 +341,52 @@ def train_one(job: TrainJob, on_epoch: EpochHook | None = None,
         budget.offset = done
         if phase == 2:
             with isolated_default_seeds(job.model_seed + phase):
-                model = fit_model = spec.fine_tune(model, _options(job))
-        fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=plan.sub_epoch_steps,
-                      verbose=0, shuffle=False,  # the stream is shuffled (seeded); Keras warns when asked to
-                      callbacks=_callbacks(job, phase, plan, done, on_epoch, spec, epoch_var, budget,
-                                           on_progress, n_train))
-        history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
-        history = history.rename(columns=lambda c: c.replace("attributes_", ""))  # identity model's names
-        histories.append(history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase))
+                fitting.model = fitting.fit_model = fitting.spec.fine_tune(fitting.model, _options(job))
+        callbacks = _callbacks(job, phase, plan, done, hooks.on_epoch, fitting.spec, epoch_var, budget,
+                               hooks.on_progress, fitting.n_train)
+        fitting.fit_model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                              steps_per_epoch=plan.sub_epoch_steps, callbacks=callbacks, verbose=0,
+                              shuffle=False)  # the stream is shuffled (seeded): Keras need not
+        histories.append(_phase_history(job, phase))
         done += len(histories[-1])
-    train_time = time.perf_counter() - start
+    return histories
 
-    val_scores = model.predict(make_eval_batches(loaders["val"], data["val"][1], batch_size=job.batch_size),
-                               verbose=0)
-    test_scores = model.predict(make_eval_batches(loaders["test"], data["test"][1], batch_size=job.batch_size),
-                                verbose=0)
-    y_val, y_test = data["val"][1], data["test"][1]
-    tuned, scores = evaluate_with_thresholds(y_val, val_scores, y_test, test_scores, list(job.attributes),
-                                             spec.tune_thresholds)
-    steps_run = plan.steps_done
-    images_run = (steps_run // plan.steps_per_epoch) * n_train + min(
-        (steps_run % plan.steps_per_epoch) * job.batch_size, n_train)
-    summary = {
-        "model": job.model, "status": "completed", "description": spec.description,
-        "model_dir": str(job.out_dir),
-        "params": int(model.count_params()), "train_time_s": round(train_time, 2),
-        "epochs_run": round(steps_run / plan.steps_per_epoch, 2), "epochs_planned": round(plan.epochs, 2),
-        "max_epochs": job.epochs, "steps_run": steps_run, "steps_planned": plan.steps,
-        "steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps, "sub_epochs_run": done,
-        "step_s_measured": None if step_s is None else round(step_s, 4), "val_images_monitored": len(monitored),
-        "budget_s": job.budget_s, "budget_left_at_start_s": None if budget_s is None else round(budget_s, 1),
-        "stopped_by_budget": bool(plan.stopped_by_budget),
-        "images_per_s": round(images_run / max(train_time, 1e-9), 1),
-        "precision": policy, "input": input_kind, "seed": job.model_seed,
-        **_weights_note(job),
-        "test_images": len(y_test), **scores, "per_attribute": tuned.to_dict(orient="records"),
-    }
-    _write_outputs(job, model, histories, summary, test_scores, data["test"][2])
-    return summary
+
+def _phase_history(job: TrainJob, phase: int) -> pd.DataFrame:
+    """The phase's CSVLogger rows, each sub-epoch once (a resumed run may have logged one twice)."""
+    history = pd.read_csv(job.out_dir / f"history.phase{phase}.partial.csv")
+    history = history.rename(columns=lambda c: c.replace("attributes_", ""))  # identity model's names
+    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True).assign(phase=phase)
+
+
+def _evaluate(job: TrainJob, fitting: _Fitting) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
+    """Scores on val and test; thresholds tuned on val when the model tunes them. Returns (the scores for
+    metrics.json, the per-attribute table, the test scores)."""
+    from recognize_me.data.dataset import make_eval_batches
+    from recognize_me.training.thresholds import evaluate_with_thresholds
+
+    def scores_of(split: str) -> np.ndarray:
+        batches = make_eval_batches(fitting.loaders[split], fitting.data[split][1], batch_size=job.batch_size)
+        return fitting.model.predict(batches, verbose=0)
+
+    predicted = {split: scores_of(split) for split in ("val", "test")}
+    (_, y_val, _), (_, y_test, _) = fitting.data["val"], fitting.data["test"]
+    tuned, scores = evaluate_with_thresholds(y_val, predicted["val"], y_test, predicted["test"],
+                                             list(job.attributes), fitting.spec.tune_thresholds)
+    return scores, tuned, predicted["test"]
+
+
+def _images_run(plan, n_train: int, batch_size: int) -> int:
+    whole, part = divmod(plan.steps_done, plan.steps_per_epoch)
+    return whole * n_train + min(part * batch_size, n_train)
+
+
+def _plan_facts(job: TrainJob, plan, sub_epochs_run: int, step_s: float | None) -> dict[str, Any]:
+    return {"epochs_run": round(plan.steps_done / plan.steps_per_epoch, 2),
+            "epochs_planned": round(plan.epochs, 2),
+            "max_epochs": job.epochs, "steps_run": plan.steps_done, "steps_planned": plan.steps,
+            "steps_per_epoch": plan.steps_per_epoch, "sub_epoch_steps": plan.sub_epoch_steps,
+            "sub_epochs_run": sub_epochs_run, "step_s_measured": None if step_s is None else round(step_s, 4)}
 
 
 def _identity_fit(job: TrainJob, spec, model, data: dict[str, tuple]) -> tuple:
@@ -368,15 +437,10 @@ def _weights_note(job: TrainJob) -> dict[str, Any]:
 def _write_outputs(job: TrainJob, model, histories: list[pd.DataFrame], summary: dict[str, Any],
                    test_scores: np.ndarray, test_ids: list[str]) -> None:
     out = job.out_dir
-    history = pd.concat(histories, ignore_index=True)
-    write_with(out / "history.csv", lambda p: history.to_csv(p, index=False))
     preds = pd.DataFrame(test_scores, columns=list(job.attributes)).round(5)
     preds.insert(0, "image_id", test_ids)
-    write_with(out / "predictions_test.csv", lambda p: preds.to_csv(p, index=False))
-    write_json(out / "config.json", {"model": job.model, "job": _job_dict(job), **job.context,
-                                     "package_versions": package_versions()})
-    write_json(out / "metrics.json", summary)
-    write_with(out / "model.keras", lambda p: model.save(p), suffix=".keras")  # last: marks completion
+    ModelFolder(out, config={"model": job.model, "job": _job_dict(job), **job.context}, metrics=summary,
+                model=model, histories=histories, tables={"predictions_test.csv": preds}).write()
     for partial in out.glob("history.phase*.partial.csv"):
         partial.unlink()
     shutil.rmtree(out / "backup", ignore_errors=True)  # kept until now so a kill in any phase resumes
