@@ -151,6 +151,7 @@ def run_once(celeba: Path, output_root: Path, run_name: str, budget_min: float,
              models: list[str] | None = None) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     log_path = output_root / f"{run_name}.log"
+    output_root.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(train_command(celeba, output_root, run_name, budget_min, models), stdout=log,
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run_once(with_links, args.target / "artifacts", name, args.budget_min, args.models)
             for name in ("first", "rerun")]
     for r in runs:
-        train_s = sum(s for name, s in r["stages"] if name.startswith(("train-model", "transfer")))
+        train_s = sum(s for name, s in r["stages"] if name.startswith(("train-", "transfer-")))  # train-<model>
         bench.row(run=r["run"], wall_s=r["wall_s"], peak_rss_process_gib=r["peak_rss_process_gib"],
                   peak_rss_tree_gib=r["peak_rss_tree_gib"], returncode=r["returncode"],
                   stages=json.dumps(r["stages"]), models=json.dumps(r["models"]), train_tasks_s=train_s)
