@@ -26,7 +26,8 @@ demo: install  ## synthetic CelebA-format data -> train-all with every catalogue
 # Test tiers (markers in pyproject.toml, README "Tests"). `make test` runs every tier; CI runs `make test`.
 # Two pytest-xdist workers; tests/conftest.py groups the readers of each shared session fixture on one worker.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_ARGS := -q -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: install  ## every tier: unit, slow, flow, system and (when ../shared/data exists) real-data tests
 	$(PYTEST)
@@ -48,7 +49,7 @@ test-real-data: install  ## tests on ../shared/data (skipped when it is absent)
 
 coverage: install  ## `make test` under coverage.py, processes the tests start included; then the line report
 	$(BIN)/python -m coverage erase
-	$(BIN)/python -m coverage run -m pytest -q
+	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m coverage combine -q
 	$(BIN)/python -m coverage report
 
