@@ -413,6 +413,7 @@ def test_mistyped_config_value_is_rejected_by_field_name(tmp_path: Path) -> None
     assert [e["loc"] for e in info.value.errors()] == [("epochs",)]
 
 
+@pytest.mark.slow  # starts the console script in a fresh process
 def test_cli_train_with_mistyped_epochs_exits_2_naming_the_field(tmp_path: Path) -> None:
     """The installed console script, as a user runs it (no flow starts: the config is checked first)."""
     script = Path(sys.executable).with_name("recognize-me")
