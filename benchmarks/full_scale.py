@@ -149,7 +149,10 @@ def train_command(celeba: Path, output_root: Path, run_name: str, budget_min: fl
 
 def run_once(celeba: Path, output_root: Path, run_name: str, budget_min: float,
              models: list[str] | None = None) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # Prefect's task cache lives in PREFECT_HOME: one per output folder, so a first run is never served
+    # from an earlier benchmark's cache (the rerun shares it with its first run, as intended)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_HOME": str(output_root / "prefect-home")}
     log_path = output_root / f"{run_name}.log"
     output_root.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
