@@ -153,12 +153,11 @@ def run_once(celeba: Path, output_root: Path, run_name: str, budget_min: float,
     # from an earlier benchmark's cache (the rerun shares it with its first run, as intended)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_HOME": str(output_root / "prefect-home")}
+    command = train_command(celeba, output_root, run_name, budget_min, models)  # creates output_root
     log_path = output_root / f"{run_name}.log"
-    output_root.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(train_command(celeba, output_root, run_name, budget_min, models), stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         with RssSampler(proc.pid) as rss:
             proc.wait()
     wall = time.monotonic() - start

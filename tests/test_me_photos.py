@@ -182,7 +182,7 @@ def _every_other_photo(faces: Path, dest: Path) -> tuple[Path, Path]:
 def test_real_faces(tmp_path: Path) -> None:
     if not FACES.is_dir():
         pytest.skip(f"{FACES} is absent (real data is not shipped with the project)")
-    me, others = _every_other_photo(FACES, tmp_path / "faces")  # half of each person: 35 s -> 18 s
+    me, others = _every_other_photo(FACES, tmp_path / "faces")  # half of each person, still 150+ faces
     photo_set = prepare_photos(PhotoSources(me, others), tmp_path, seed=42)
     table = photo_set.table
     n_me = len(list(me.iterdir()))
