@@ -224,6 +224,8 @@ def test_budgeted_train_one_stops_by_budget_and_says_so(tmp_path: Path) -> None:
     assert (summary["epochs_run"], summary["epochs_planned"], summary["stopped_by_budget"]) == (0.33, 0.33, True)
     assert (summary["steps_run"], summary["steps_per_epoch"], summary["sub_epoch_steps"]) == (1, 3, 3)
     assert summary["input"] == "decoded array" and summary["precision"] == "mixed_bfloat16"
+    maps = Path("/proc/self/maps")  # rows were read by positional reads: the array was never mapped
+    assert not maps.exists() or str(decoded / "images.npy") not in maps.read_text()
     written = json.loads((tmp_path / "run" / "models" / "cnn_scheduled" / "metrics.json").read_text())
     assert written["stopped_by_budget"] is True and written["max_epochs"] == 6
     keras.models.load_model(tmp_path / "run" / "models" / "cnn_scheduled" / "model.keras", safe_mode=True)

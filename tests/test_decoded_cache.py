@@ -61,6 +61,40 @@ def test_array_batches_equal_jpeg_batches(job, tmp_path: Path) -> None:
         cache.rows(["nope.jpg"])
 
 
+def test_row_file_reads_rows_like_the_array_and_maps_nothing(job, tmp_path: Path) -> None:
+    from recognize_me.data.dataset import array_loader
+    from recognize_me.data.decoded_cache import RowFile
+
+    folder, _ = _decode(job, tmp_path / "cache")
+    reader = DecodedImages.open(folder).reader
+    whole = np.load(folder / "images.npy")  # read into memory, not mapped
+    n = len(whole)
+    assert reader.shape == whole.shape and len(reader) == n
+    np.testing.assert_array_equal(reader[[3, 0, 3, n - 1]], whole[[3, 0, 3, n - 1]])
+    np.testing.assert_array_equal(reader[-1], whole[-1])
+    assert reader[np.array([], dtype=np.int64)].shape == (0, *whole.shape[1:])
+    with pytest.raises(IndexError, match="images.npy"):
+        reader[[n]]
+    rows = np.array([5, 1, 7, 2, 9])
+    from_file = [x.numpy() for x, _ in array_loader(reader, rows)(_positions(5), 2)]
+    from_array = [x.numpy() for x, _ in array_loader(whole, rows)(_positions(5), 2)]
+    assert len(from_file) == 3 and all(np.array_equal(a, b) for a, b in zip(from_file, from_array, strict=True))
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        assert str(folder / "images.npy") not in maps.read_text()
+    # a file cut short names the row it could not read
+    short = tmp_path / "short.npy"
+    short.write_bytes((folder / "images.npy").read_bytes()[:-10])
+    with pytest.raises(OSError, match=rf"short.npy: row {n - 1} is truncated"):
+        RowFile(short)[n - 1]
+
+
+def _positions(n: int):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(np.arange(n, dtype=np.int64))
+
+
 def test_rerun_reuses_the_folder_untouched_and_a_data_change_makes_a_new_one(job, tmp_path: Path) -> None:
     _, images = job
     first, reused = _decode(job, tmp_path / "cache")

@@ -205,7 +205,7 @@ def test_the_stream_is_a_function_of_the_step_and_resumes_at_any_sub_epoch(tmp_p
     labels = np.arange(10, dtype=np.float32)[:, None]
     folder, _ = ensure_decoded(tmp_path / "cache", "fp", ids, tmp_path / "img", (8, 8), "none")
     cache = DecodedImages.open(folder)
-    loaders = {"array": array_loader(cache.images, cache.rows(ids)),
+    loaders = {"array": array_loader(cache.reader, cache.rows(ids)),  # as training reads it
                "jpeg": jpeg_loader([str(tmp_path / "img" / i) for i in ids], (8, 8), "none")}
     kw = dict(batch_size=4, sub_epoch_steps=2, max_epochs=3, seed=7)
     straight = _stream_batches(loaders["array"], labels, 0, 100, **kw)

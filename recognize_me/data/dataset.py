@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -175,9 +175,17 @@ def jpeg_loader(paths: Sequence[str], image_size: tuple[int, int], crop: Crop = 
     return load
 
 
-def array_loader(images: np.ndarray, rows: np.ndarray) -> Loader:
+class RowSource(Protocol):
+    """Rows of a (N, H, W, 3) uint8 array by a first-axis int index: an array or ``decoded_cache.RowFile``."""
+
+    shape: tuple[int, ...]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+def array_loader(images: RowSource, rows: np.ndarray) -> Loader:
     """Loads split positions as batches of (``images[rows[positions]]``, positions): one gather per batch from
-    the (memory-mapped) decoded array."""
+    the decoded array (an array, or a ``decoded_cache.RowFile`` that reads just those rows of the file)."""
     rows = np.asarray(rows, dtype=np.int64)
     shape = tuple(int(d) for d in images.shape[1:])
 

@@ -4,8 +4,9 @@ The folder ``<cache_root>/<key>/`` holds ``images.npy`` (N, H, W, 3) uint8, ``id
 row order) and ``meta.json``. The key is a digest of (data fingerprint, image ids, image size, crop), so a
 change of data, size or crop makes a new folder and an unchanged rerun reuses the old one untouched.
 The folder is written beside (``.tmp-*``) and renamed into place: a reader sees a complete folder or none.
-Several training processes open the same file with ``np.load(mmap_mode="r")`` and share the OS page
-cache instead of holding one copy each. Pixels equal the JPEG path's (``dataset.decode_and_resize``).
+Training processes read the rows they need with positional reads (``RowFile``): the OS page cache holds
+one copy of the file for all of them, and as no process maps the file its RSS holds only the batches it
+has read (a memory map would count every touched page in every process that maps it, once per mapping). Pixels equal the JPEG path's (``dataset.decode_and_resize``).
 
 Incremental: ``stats.json`` keeps each image's (size, mtime) when it was decoded, and a new folder (another
 listing of the same folder at the same size and crop: an image added or removed) copies the rows of every
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +36,88 @@ class DecodedCacheDoesNotFit(RuntimeError):
     """The array would not fit on disk or in memory; the caller falls back to reading the JPEGs."""
 
 
+class RowFile:
+    """Rows of a C-ordered ``.npy`` array, read by ``os.preadv`` into a new array on each ``[rows]``.
+
+    Nothing is mapped and no file stays open between reads: ``reader[rows]`` opens the file, reads each
+    row at its offset and closes it. Indexing takes an int or a 1-d sequence of ints, like a first-axis
+    fancy index of the array.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran_order:
+            raise ValueError(f"{self.path}: a Fortran-ordered array cannot be read by rows")
+        self.shape, self.dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        single = np.ndim(rows) == 0
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
+            raise IndexError(f"{self.path}: row out of range for {len(self)} rows")
+        rows = np.where(rows < 0, rows + len(self), rows)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i, row in enumerate(rows):
+                got = os.preadv(fd, [out[i]], self.offset + int(row) * self.row_bytes)
+                if got != self.row_bytes:
+                    raise OSError(f"{self.path}: row {row} is truncated ({got} of {self.row_bytes} bytes)")
+        finally:
+            os.close(fd)
+        return out[0] if single else out
+
+    def write(self, rows: Sequence[int], values: np.ndarray) -> None:
+        """Write ``values[i]`` into row ``rows[i]`` (positional writes; the file must be writable)."""
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for row, value in zip(rows, values, strict=True):
+                os.pwrite(fd, value, self.offset + int(row) * self.row_bytes)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, ...], dtype=np.uint8) -> RowFile:
+        """A new ``.npy`` file of ``shape`` (header written, rows zero, space not yet used), to ``write``."""
+        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # unmapped when dropped
+        return cls(path)
+
+
 @dataclass(frozen=True)
 class DecodedImages:
-    """An opened cache folder: the memory-mapped array and the row of each image id."""
+    """An opened cache folder: a row reader of its array and the row of each image id.
+
+    Training reads through ``reader`` (positional reads, nothing mapped); ``images``, the whole array
+    memory-mapped on first use, serves whole-array uses (copying rows into a newer folder, tests)."""
 
     folder: Path
-    images: np.ndarray  # (N, H, W, 3) uint8, memory-mapped read-only
     ids: tuple[str, ...]
+    reader: RowFile
 
     @classmethod
     def open(cls, folder: Path) -> DecodedImages:
         folder = Path(folder)
         ids = tuple(json.loads((folder / "ids.json").read_text(encoding="utf-8")))
-        images = np.load(folder / "images.npy", mmap_mode="r")
-        if images.shape[0] != len(ids):
-            raise ValueError(f"{folder}: images.npy has {images.shape[0]} rows but ids.json {len(ids)} ids")
-        return cls(folder, images, ids)
+        reader = RowFile(folder / "images.npy")
+        if len(reader) != len(ids):
+            raise ValueError(f"{folder}: images.npy has {len(reader)} rows but ids.json {len(ids)} ids")
+        return cls(folder, ids, reader)
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        """(N, H, W, 3) uint8, memory-mapped read-only."""
+        return np.load(self.folder / "images.npy", mmap_mode="r")
 
     def rows(self, image_ids: Sequence[str]) -> np.ndarray:
         """Row numbers of ``image_ids``; ``KeyError`` naming the first id that is not in the cache."""
@@ -105,21 +173,20 @@ def check_fits(size: int, folder: Path, memory: int | None = None, free_disk: in
 
 
 def decode_to_folder(paths: Sequence[str], target: Path, image_size: tuple[int, int], crop: str,
-                     batch: int = 256, reuse: dict[int, tuple[np.ndarray, int]] | None = None) -> int:
-    """Decode ``paths`` in order into ``target/images.npy`` (streamed: never the whole array in memory).
+                     batch: int = 256, reuse: dict[int, tuple[RowFile, int]] | None = None) -> int:
+    """Decode ``paths`` in order into ``target/images.npy`` (streamed by positional writes: never the whole
+    array in memory, nothing mapped).
 
-    ``reuse``: row -> (an earlier array, its row) for images copied instead of decoded. Returns the number
-    of images decoded."""
+    ``reuse``: row -> (an earlier array's reader, its row) for images copied instead of decoded. Returns the
+    number of images decoded."""
     import tensorflow as tf
 
     from recognize_me.data.dataset import decode_and_resize
 
     size = tuple(int(s) for s in image_size)
     reuse = reuse or {}
-    out = np.lib.format.open_memmap(target / "images.npy", mode="w+", dtype=np.uint8,
-                                    shape=(len(paths), *size, 3))
-    for row, (source, source_row) in reuse.items():
-        out[row] = source[source_row]
+    out = RowFile.create(target / "images.npy", (len(paths), *size, 3))
+    _copy_rows(reuse, out, batch)
     todo = [i for i in range(len(paths)) if i not in reuse]
     if todo:
         ds = tf.data.Dataset.from_tensor_slices([str(paths[i]) for i in todo])
@@ -127,11 +194,20 @@ def decode_to_folder(paths: Sequence[str], target: Path, image_size: tuple[int, 
                     deterministic=True).batch(batch).prefetch(2)
         done = 0
         for chunk in ds.as_numpy_iterator():
-            out[todo[done:done + len(chunk)]] = chunk
+            out.write(todo[done:done + len(chunk)], chunk)
             done += len(chunk)
-    out.flush()
-    del out
     return len(todo)
+
+
+def _copy_rows(reuse: dict[int, tuple[RowFile, int]], out: RowFile, batch: int) -> None:
+    """Copy the reused rows, ``batch`` at a time per source file."""
+    by_source: dict[Path, tuple[RowFile, list[tuple[int, int]]]] = {}
+    for row, (source, source_row) in reuse.items():
+        by_source.setdefault(source.path, (source, []))[1].append((row, source_row))
+    for source, pairs in by_source.values():
+        for start in range(0, len(pairs), batch):
+            rows, source_rows = zip(*pairs[start:start + batch], strict=True)
+            out.write(rows, source[list(source_rows)])
 
 
 def file_stats(images_dir: Path, image_ids: Sequence[str]) -> list[list[int]]:
@@ -147,9 +223,9 @@ def file_stats(images_dir: Path, image_ids: Sequence[str]) -> list[list[int]]:
 
 
 def reusable_rows(cache_root: Path, image_size: tuple[int, int], crop: str, image_ids: Sequence[str],
-                  stats: list[list[int]]) -> dict[int, tuple[np.ndarray, int]]:
+                  stats: list[list[int]]) -> dict[int, tuple[RowFile, int]]:
     """From the newest complete folder under ``cache_root`` decoded at this size and crop (with stats): row
-    -> (its array, its row) for every image whose file has not changed since."""
+    -> (its array's reader, its row) for every image whose file has not changed since."""
     candidates = []
     for meta_path in Path(cache_root).glob("*/meta.json"):
         try:
@@ -168,11 +244,11 @@ def reusable_rows(cache_root: Path, image_size: tuple[int, int], crop: str, imag
     except (OSError, ValueError):
         return {}
     where = {name: (row, tuple(st)) for row, (name, st) in enumerate(zip(previous.ids, old_stats, strict=True))}
-    out = {}
+    out, array = {}, previous.reader
     for row, (name, st) in enumerate(zip(image_ids, stats, strict=True)):
         old = where.get(name)
         if old is not None and old[1] == tuple(st) and st[0] >= 0:
-            out[row] = (previous.images, old[0])
+            out[row] = (array, old[0])
     return out
 
 

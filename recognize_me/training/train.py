@@ -165,10 +165,10 @@ def _loaders(job: TrainJob, data: dict[str, tuple]) -> tuple[dict[str, Any], str
     from recognize_me.data.decoded_cache import DecodedImages
 
     if job.decoded is not None:
-        cache = DecodedImages.open(job.decoded)
-        if cache.images.shape[1:3] != tuple(job.image_size):
-            raise ValueError(f"{job.decoded}: decoded at {cache.images.shape[1:3]}, job wants {job.image_size}")
-        return {split: array_loader(cache.images, cache.rows(data[split][2])) for split in data}, "decoded array"
+        cache = DecodedImages.open(job.decoded)  # read by positional reads: no process maps the file
+        if cache.reader.shape[1:3] != tuple(job.image_size):
+            raise ValueError(f"{job.decoded}: decoded at {cache.reader.shape[1:3]}, job wants {job.image_size}")
+        return {split: array_loader(cache.reader, cache.rows(data[split][2])) for split in data}, "decoded array"
     return {split: jpeg_loader(data[split][0], job.image_size, job.crop) for split in data}, "jpeg"
 
 
