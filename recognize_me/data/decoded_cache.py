@@ -6,7 +6,8 @@ change of data, size or crop makes a new folder and an unchanged rerun reuses th
 The folder is written beside (``.tmp-*``) and renamed into place: a reader sees a complete folder or none.
 Training processes read the rows they need with positional reads (``RowFile``): the OS page cache holds
 one copy of the file for all of them, and as no process maps the file its RSS holds only the batches it
-has read (a memory map would count every touched page in every process that maps it, once per mapping). Pixels equal the JPEG path's (``dataset.decode_and_resize``).
+has read (a memory map would count every touched page in every process that maps it, once per mapping).
+Pixels equal the JPEG path's (``dataset.decode_and_resize``).
 
 Incremental: ``stats.json`` keeps each image's (size, mtime) when it was decoded, and a new folder (another
 listing of the same folder at the same size and crop: an image added or removed) copies the rows of every
@@ -98,8 +99,8 @@ class RowFile:
 class DecodedImages:
     """An opened cache folder: a row reader of its array and the row of each image id.
 
-    Training reads through ``reader`` (positional reads, nothing mapped); ``images``, the whole array
-    memory-mapped on first use, serves whole-array uses (copying rows into a newer folder, tests)."""
+    Training and copying read through ``reader`` (positional reads, nothing mapped); ``images``, the whole
+    array memory-mapped on first use, serves whole-array uses (tests, inspection)."""
 
     folder: Path
     ids: tuple[str, ...]
@@ -244,11 +245,11 @@ def reusable_rows(cache_root: Path, image_size: tuple[int, int], crop: str, imag
     except (OSError, ValueError):
         return {}
     where = {name: (row, tuple(st)) for row, (name, st) in enumerate(zip(previous.ids, old_stats, strict=True))}
-    out, array = {}, previous.reader
+    out, reader = {}, previous.reader
     for row, (name, st) in enumerate(zip(image_ids, stats, strict=True)):
         old = where.get(name)
         if old is not None and old[1] == tuple(st) and st[0] >= 0:
-            out[row] = (array, old[0])
+            out[row] = (reader, old[0])
     return out
 
 
