@@ -269,12 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     for row in summarize(frame):
         bench.row(**row)
     bench.notes.append(f"per-cell results: {args.work / (args.name + '-cells.csv')}")
-    _goals(bench, frame)
+    issue_goals(bench, frame)
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench.finish(COLUMNS)
 
 
-def _goals(bench: Bench, frame: pd.DataFrame) -> None:
+def issue_goals(bench: Bench, frame: pd.DataFrame) -> None:
     """Issue 19's goals on the shared rotation: at 50 photos mean F1 >= 0.95 and mean AUC >= 0.995; at 25
     photos within 0.005 AUC of the reference (same cells)."""
     shared = frame[frame["rotation"] == "shared"]

@@ -61,3 +61,20 @@ def test_score_cell_on_separable_features() -> None:
                           {"rotation": "shared", "strategy": "s", "n_train": 25, **scores, "auc": 0.9}])
     row = summarize(frame)[0]
     assert row["cells"] == 2 and row["auc"] == 0.95 and row["auc_sd"] == 0.05 and row["auc_min"] == 0.9
+
+
+def test_teacher_student_inputs_are_the_pipelines_filled_face_box(tmp_path) -> None:
+    """The student sees what the pipeline's aligned photos show: the face box, its border replicated outside."""
+    from PIL import Image
+
+    from benchmarks.teacher_student import PAD, face_region, filled
+    from recognize_me.me.align import FACE_BOX
+
+    rgb = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    frame = filled(tmp_path / "a.png")
+    left, top, right, bottom = FACE_BOX
+    np.testing.assert_array_equal(frame[top:bottom, left:right], rgb[top:bottom, left:right])
+    np.testing.assert_array_equal(frame[0, left:right], rgb[top, left:right])  # above the box: its top row
+    assert face_region(frame, 69).shape == (69, 69, 3)
+    assert PAD > 0

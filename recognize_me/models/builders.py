@@ -76,7 +76,7 @@ def build_cnn_thresholded(input_shape: tuple[int, int, int], n_outputs: int, opt
     return _plain_cnn(input_shape, n_outputs, options, "cnn_thresholded")
 
 
-def _resnet_trunk(inputs: keras.KerasTensor) -> keras.KerasTensor:
+def resnet_trunk(inputs: keras.KerasTensor) -> keras.KerasTensor:
     """Strided stem Conv 3x3/2 32 + BN + ReLU, then ResidualUnits 32,32,64/2,64,128/2,128,256/2."""
     x = keras.layers.Conv2D(RESNET_STEM_FILTERS, 3, strides=RESNET_STEM_STRIDES, padding="same", use_bias=False,
                             name="stem_conv")(inputs)
@@ -91,7 +91,7 @@ def build_resnet(input_shape: tuple[int, int, int], n_outputs: int, options: Bui
     """The residual trunk (strided stem), GAP, head."""
     _check_shape(input_shape, n_outputs)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    model = keras.Model(inputs, _head(_resnet_trunk(inputs), n_outputs, options), name="resnet")
+    model = keras.Model(inputs, _head(resnet_trunk(inputs), n_outputs, options), name="resnet")
     return _compile(model, options)
 
 
@@ -101,7 +101,7 @@ def build_resnet_identity(input_shape: tuple[int, int, int], n_outputs: int, opt
     so the embedding is part of the saved inference model (image -> attribute sigmoids)."""
     _check_shape(input_shape, n_outputs)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(_resnet_trunk(inputs))
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(resnet_trunk(inputs))
     embedding = embedding_head(pooled, options.embedding_dim)
     x = keras.layers.Dropout(options.dropout, seed=options.seed, name="head_dropout")(pooled)
     x = keras.layers.Concatenate(name="head_features")([x, embedding])
