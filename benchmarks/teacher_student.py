@@ -7,7 +7,9 @@
    in ``../shared/data`` (the test partition is the rotation's strangers and few-shot people: never seen),
    each image filled outside the template's face box exactly as the pipeline's aligned photos are
    (``warp_to_template(..., fill="face_box")`` with the identity transform), the face box as dlib's face
-   location. Two processes; cached in ``--work``.
+   location. Two processes; cached in ``--work``. The targets are centred on the train images' mean (raw
+   dlib vectors of random people are at cosine 0.84, of one person at 0.94: a student at cosine 0.91 to
+   the raw teacher, as a first try here reached, separates nobody).
 2. **Student**: ``recognize_me.models.distill.build_embedding_student`` (the ResNet trunk, ``gap``, a unit
    ``embedding``) on the face box (+``PAD`` px, resized to ``size * 13/12``, random ``size`` crops, flips,
    brightness/contrast jitter), trained with ``RelationalCosineLoss`` (AdamW, warm-up then cosine decay).
@@ -114,6 +116,9 @@ def train_student(work: Path, table: pd.DataFrame, teacher: np.ndarray, args: ar
         img = tf.image.random_contrast(tf.image.random_brightness(img, 20.0), 0.8, 1.2)
         return tf.clip_by_value(img, 0.0, 255.0) / 255.0, target
 
+    # dlib's vectors share a large common direction (random people: cosine 0.84, one person: 0.94), so
+    # matching them raw teaches that direction, not who is who; centred, random people are at 0, one at 0.61.
+    teacher = (teacher - teacher[train].mean(axis=0)).astype(np.float32)
     fit_ds = (tf.data.Dataset.from_tensor_slices((x[train], teacher[train])).shuffle(len(x), seed=args.seed)
               .map(augment, num_parallel_calls=2).batch(args.batch_size, drop_remainder=True).prefetch(2))
     val_x = x[val][:, off:off + size, off:off + size].astype(np.float32) / 255.0
