@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import RESULTS, Bench, require_celeba
+from benchmarks.common import Bench, require_celeba
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 COLUMNS = ["rotation", "strategy", "n_train", "cells", "accuracy", "accuracy_sd", "f1", "f1_sd", "auc", "auc_sd",
@@ -128,6 +128,19 @@ def score_cell(cell: Cell, x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[
             "f1": 0.0 if tp == 0 else 2 * precision * recall / (precision + recall),
             "auc": float(roc_auc(yt, p["test"])),
             "strangers_false_accept": float(np.mean(p["strangers"] >= threshold)) if st else None}
+
+
+def score_cells(cells: Sequence[Cell], table: pd.DataFrame, features: dict[str, np.ndarray],
+                seed: int = 0) -> pd.DataFrame:
+    """One row per (cell, strategy): ``score_cell`` on each strategy's features of ``table``'s photos."""
+    results = []
+    for cell in cells:
+        y = (table["person"] == cell.me).to_numpy().astype(int)
+        for strategy, x in features.items():
+            results.append({"rotation": cell.rotation, "me": cell.me, "draw": cell.draw, "n_train": cell.n_train,
+                            "strategy": strategy, **score_cell(cell, x, y, seed)})
+    return pd.DataFrame(results, columns=["rotation", "me", "draw", "n_train", "strategy", "accuracy", "f1", "auc",
+                                          "strangers_false_accept"])
 
 
 def summarize(results: pd.DataFrame) -> list[dict]:
@@ -257,20 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         features["reference_dlib"] = reference
     cells = shared_cells(table, args.counts, args.draws) + celeba_cells(table, args.celeba_people)
-    results = []
-    for cell in cells:
-        y = (table["person"] == cell.me).to_numpy().astype(int)
-        for strategy, x in features.items():
-            results.append({"rotation": cell.rotation, "me": cell.me, "draw": cell.draw, "n_train": cell.n_train,
-                            "strategy": strategy, **score_cell(cell, x, y, args.seed)})
-    frame = pd.DataFrame(results, columns=["rotation", "me", "draw", "n_train", "strategy", "accuracy", "f1", "auc",
-                                           "strangers_false_accept"])
+    frame = score_cells(cells, table, features, args.seed)
     (args.work / f"{args.name}-cells.csv").write_text(frame.to_csv(index=False))
     for row in summarize(frame):
         bench.row(**row)
     bench.notes.append(f"per-cell results: {args.work / (args.name + '-cells.csv')}")
     issue_goals(bench, frame)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     bench.finish(COLUMNS)
 
 

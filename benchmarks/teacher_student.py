@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import RESULTS, Bench, require_celeba
+from benchmarks.common import Bench, require_celeba
 from benchmarks.recognize_me_rotation import (
     COLUMNS,
     FACES,
@@ -40,7 +40,7 @@ from benchmarks.recognize_me_rotation import (
     issue_goals,
     photo_table,
     reference_features,
-    score_cell,
+    score_cells,
     shared_cells,
     summarize,
 )
@@ -185,17 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     photos = photo_table(args.rotation_work, 1000, args.seed)
     features = {f"student:{path.stem}": student_features(path, photos["crop"].tolist(), args.size),
                 "reference_dlib": reference_features(photos["crop"].tolist(), None)}
-    results = []
-    for cell in shared_cells(photos, [10, 25, 50], 3) + celeba_cells(photos):
-        y = (photos["person"] == cell.me).to_numpy().astype(int)
-        for strategy, x in features.items():
-            results.append({"rotation": cell.rotation, "me": cell.me, "draw": cell.draw, "n_train": cell.n_train,
-                            "strategy": strategy, **score_cell(cell, x, y, args.seed)})
-    frame = pd.DataFrame(results)
+    frame = score_cells(shared_cells(photos, [10, 25, 50], 3) + celeba_cells(photos), photos, features, args.seed)
     for row in summarize(frame):
         bench.row(**row)
     issue_goals(bench, frame)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     bench.finish(COLUMNS)
 
 

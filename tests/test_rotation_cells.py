@@ -67,7 +67,7 @@ def test_teacher_student_inputs_are_the_pipelines_filled_face_box(tmp_path) -> N
     """The student sees what the pipeline's aligned photos show: the face box, its border replicated outside."""
     from PIL import Image
 
-    from benchmarks.teacher_student import PAD, face_region, filled
+    from benchmarks.teacher_student import face_region, filled
     from recognize_me.me.align import FACE_BOX
 
     rgb = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
@@ -77,4 +77,3 @@ def test_teacher_student_inputs_are_the_pipelines_filled_face_box(tmp_path) -> N
     np.testing.assert_array_equal(frame[top:bottom, left:right], rgb[top:bottom, left:right])
     np.testing.assert_array_equal(frame[0, left:right], rgb[top, left:right])  # above the box: its top row
     assert face_region(frame, 69).shape == (69, 69, 3)
-    assert PAD > 0
