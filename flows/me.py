@@ -11,16 +11,16 @@ from prefect import flow
 from flows.training import run_transfer_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.me.photo_set import photo_test_set_digest
-from recognize_me.me.plan import pick_base_model, plan_transfer_jobs, skipped_strategies
+from recognize_me.me.plan import pick_base_model, plan_transfer_jobs, skipped_strategies, wants_student
 from recognize_me.me.report import best_transfer_dir
 from recognize_me.training.plan import threads_per_worker, worker_count
-from tasks.me import choose_me_faces, publish_me_report
+from tasks.me import choose_me_faces, publish_me_report, train_distilled_student
 from tasks.registry import promote
 
 
 @flow(name="recognize-me")
-def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
-                       outcomes: list[dict[str, Any]], data_fingerprint: str) -> str | None:
+def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path, outcomes: list[dict[str, Any]],
+                       data_fingerprint: str, splits_csv: Path, images_dir: Path) -> str | None:
     base = pick_base_model(outcomes, config.me_base_model, run_dir)
     if base is None:
         print("no CelebA model completed: nothing to transfer from")
@@ -30,8 +30,11 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path,
     skipped = skipped_strategies(config)
     for row in skipped:
         print(row["error"])
+    skip = tuple(r["strategy"] for r in skipped)
+    student = train_distilled_student(config, run_dir, splits_csv, images_dir, data_fingerprint) \
+        if wants_student(config, skip) else None
     jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers),
-                              skip=tuple(r["strategy"] for r in skipped))
+                              skip=skip, student=student)
     results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh) + skipped
     report = publish_me_report(run_dir, results)
     best = best_transfer_dir(results)

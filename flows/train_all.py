@@ -58,7 +58,8 @@ def train_all(config: PipelineConfig) -> str:
                 lineage={"data_fingerprint": source, "seed": config.seed, "run_dir": str(run_dir),
                          "config": json.loads(config.to_json())})
     if photos_csv is not None:
-        me_report = recognize_me_stage(config, run_dir, photos_csv, outcomes, source)
+        me_report = recognize_me_stage(config, run_dir, photos_csv, outcomes, source, splits_csv,
+                                       tables.paths.images_dir)
         print(f"recognize-me report: {me_report}")
     print(f"report: {report}")
     return str(report)

@@ -213,6 +213,9 @@ class StrategyEntry(Entry):
     min_epochs: int = 1
     #: () -> None when it can run here, else why not (the strategy is then skipped with that message).
     missing: Ref | None = None
+    #: What it transfers from: "celeba", the CelebA attribute model (``me_base_model``); "student", the
+    #: student distilled from a face-recognition teacher in the same run (``recognize_me.me.student``).
+    base: str = "celeba"
 
     @property
     def train(self) -> Callable[..., Any]:
@@ -230,6 +233,11 @@ STRATEGIES: Catalog[StrategyEntry] = Catalog("strategy", "STRATEGIES", [
                   description="a new head on the frozen base, then the top third of the base unfrozen at LR/10"),
     StrategyEntry(name="from_scratch", trainer=f"{STRATEGIES_MODULE}:fit_from_scratch",
                   description="the same architecture, freshly initialised and fully trained: the honest baseline"),
+    StrategyEntry(name="distilled", trainer=f"{STRATEGIES_MODULE}:fit_feature_extraction", base="student",
+                  missing="recognize_me.me.teacher:teacher_missing",
+                  description="feature extraction from a TensorFlow student trained on CelebA to reproduce dlib's "
+                              "face embeddings (the teacher, optional extra 'reference', is needed to train it, "
+                              "not to predict)"),
     StrategyEntry(name="reference_dlib", trainer=f"{STRATEGIES_MODULE}:fit_reference_dlib", promotable=False,
                   missing="recognize_me.me.reference:reference_missing",
                   description="dlib's face-recognition embeddings into the same logistic regression "

@@ -101,6 +101,10 @@ class PipelineConfig(BaseModel):
         "face_box", description="How aligned photos fill CelebA's 178x218 frame: face_box keeps only the "
         "template's face box and replicates its border (every photo alike); replicate/reflect fill only "
         "what lies outside the photo.")
+    me_student_images: int = Field(20000, ge=2, description="distilled: at most this many CelebA train and val "
+                                   "images (seeded sample) embedded by the teacher and learned by the student.")
+    me_student_epochs: int = Field(28, ge=1, description="distilled: the student's training epochs (28 chosen on "
+                                   "CelebA validation agreement with the teacher; benchmarks/teacher_student.py).")
     me_strangers: int = Field(100, ge=0, description="CelebA test-partition photos (people in no training "
                               "split) scored as 'strangers' against the test 'me' photos; 0 = none.")
 

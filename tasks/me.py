@@ -23,7 +23,9 @@ from recognize_me.me.photo_set import (
     photo_manifest,
     prepare_photos,
 )
+from recognize_me.me.plan import student_settings
 from recognize_me.me.report import build_me_report
+from recognize_me.me.student import distill_student
 from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
 
@@ -96,6 +98,28 @@ def choose_me_faces(config: PipelineConfig, run_dir: Path, photos_csv: Path, bas
                              description="photo checks, multi-face 'me' photos resolved")
     _stop_on_critical(report, "after choosing the faces of multi-face 'me' photos, no transfer will run")
     return out
+
+
+def _student_key(context, parameters) -> str:
+    """The data fingerprint and every setting that shapes the student."""
+    config: PipelineConfig = parameters["config"]
+    parts = [parameters["data_fingerprint"], str(student_settings(config)), str(config.me_student_images),
+             file_digest(Path(parameters["splits_csv"]))]
+    return "student-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@task(name="distill-student", cache_key_fn=_student_key, persist_result=True)
+def train_distilled_student(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path,
+                            data_fingerprint: str) -> Path:
+    """The teacher's embeddings of the run's CelebA train and val images, then the student that learns them
+    (``me.student``): the base of the ``distilled`` strategy. Returns its model.keras."""
+    quiet_environment()
+    out = Path(run_dir) / "student"
+    metrics = distill_student(splits_csv, images_dir, out, Path(config.output_root) / "cache" / "teacher",
+                              student_settings(config), config.me_student_images,
+                              lineage={"data_fingerprint": data_fingerprint, "seed": config.seed})
+    get_run_logger().info("distilled student: %s", metrics)
+    return out / "model.keras"
 
 
 @task(name="publish-me-report")

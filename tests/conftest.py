@@ -131,7 +131,7 @@ def me_flow_run(prefect_server, demo_data: Path, tmp_path_factory) -> MeFlowRun:
         shutil.copytree(demo_data / folder, data / folder)
     config = PipelineConfig(celeba_dir=data, images_dir=demo_data / "img_align_celeba", me_dir=data / "me",
                             others_dir=data / "others", output_root=root / "out", image_size=(32, 32),
-                            epochs=1, batch_size=32, seed=11, models=["cnn_scheduled"], me_epochs=2,
+                            epochs=1, batch_size=32, seed=11, models=["cnn_scheduled"], me_epochs=2, me_student_epochs=2,
                             me_min_photos=4, n_workers=2)
     run = MeFlowRun(config=config, run_dir=root, data=data)
     original = flows.training.dask_runner

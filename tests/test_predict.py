@@ -145,12 +145,21 @@ def test_load_run_models_picks_the_best(env: dict[str, Path], tmp_path: Path) ->
     assert result["error"] is None and result["threshold"] == pytest.approx(0.35)
 
 
+def test_each_model_gets_its_own_crop(env: dict[str, Path], tmp_path: Path) -> None:
+    """A "me" model on another crop than the attribute model (the distilled student reads "face_box"):
+    each is fed its own view, so the attributes come out as with a same-crop run."""
+    fake_run(tmp_path / "same", env)
+    fake_run(tmp_path / "mixed", env, me_crop="face")
+    same, mixed = load_run_models(tmp_path / "same"), load_run_models(tmp_path / "mixed")
+    assert (mixed.crop, mixed.attribute_input) == ("face", (SIZE, "square")) and same.attribute_input is None
+    a, b = same.predict([env["me_photo"]])[0], mixed.predict([env["me_photo"]])[0]
+    assert b["error"] is None and b["attributes"] == a["attributes"]
+    assert b["me_probability"] != a["me_probability"]  # the "me" model saw another crop
+
+
 def test_load_run_models_errors(env: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="leaderboard"):
         load_run_models(tmp_path / "empty")
-    fake_run(tmp_path / "mismatch", env, me_crop="face")
-    with pytest.raises(ValueError, match="cropped"):
-        load_run_models(tmp_path / "mismatch")
     fake_run(tmp_path / "no_me", env)
     shutil.rmtree(tmp_path / "no_me" / "me")
     with pytest.raises(FileNotFoundError, match="transfer model"):

@@ -319,8 +319,10 @@ def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
     monkeypatch.setattr(importlib.util, "find_spec", no_face_recognition)
     config = PipelineConfig(celeba_dir=Path("celeba"))
     skipped = skipped_strategies(config)
-    assert [r["strategy"] for r in skipped] == ["reference_dlib"] and skipped[0]["status"] == "skipped"
-    assert "pip install" in skipped[0]["error"] and "face_recognition, face_recognition_models" in skipped[0]["error"]
+    assert [r["strategy"] for r in skipped] == ["distilled", "reference_dlib"]  # dlib is also the teacher
+    assert all(r["status"] == "skipped" and "pip install" in r["error"] for r in skipped)
+    assert "face_recognition, face_recognition_models" in skipped[1]["error"]
+    assert skipped[0]["error"].startswith("distilled skipped: its teacher needs face_recognition")
     jobs = plan_transfer_jobs(config, Path("run"), Path("photos.csv"), Path("base.keras"), threads=1,
                               skip=tuple(r["strategy"] for r in skipped))
     assert [j.strategy for j in jobs] == ["feature_extraction", "fine_tuning", "from_scratch"]

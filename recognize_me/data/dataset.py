@@ -8,11 +8,14 @@ from typing import Literal, Protocol
 import numpy as np
 import tensorflow as tf
 
-Crop = Literal["none", "square", "face"]
+Crop = Literal["none", "square", "face", "face_box"]
 
 # Boxes (top, left, height, width) inside the 218x178 aligned CelebA frame.
-# "face" is the 148x148 box most CelebA papers crop (rows 40-188, cols 15-163).
-CROP_BOXES: dict[str, tuple[int, int, int, int]] = {"square": (20, 0, 178, 178), "face": (40, 15, 148, 148)}
+# "face" is the 148x148 box most CelebA papers crop (rows 40-188, cols 15-163); "face_box" is the aligned
+# photos' face box (``me.align.FACE_BOX``) with a few pixels of its filled border: what the distilled
+# "is this me?" student (``me.student``) sees.
+CROP_BOXES: dict[str, tuple[int, int, int, int]] = {
+    "square": (20, 0, 178, 178), "face": (40, 15, 148, 148), "face_box": (57, 33, 111, 109)}
 ALIGNED_HW = (218, 178)
 
 

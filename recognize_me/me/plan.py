@@ -8,6 +8,7 @@ from typing import Any
 from recognize_me.catalog import STRATEGIES
 from recognize_me.config import PipelineConfig
 from recognize_me.me.job import TransferJob
+from recognize_me.me.student import StudentSettings
 
 
 def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Path) -> Path | None:
@@ -28,11 +29,30 @@ def skipped_strategies(config: PipelineConfig) -> list[dict[str, Any]]:
 
 
 def plan_transfer_jobs(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path,
-                       threads: int, skip: tuple[str, ...] = ()) -> list[TransferJob]:
-    """One job per ``config.me_strategies`` (except ``skip``), all from the same CelebA model, into
-    ``<run>/me/<strategy>/``."""
-    return [TransferJob(strategy=strategy, base_model_path=Path(base_model), photos_csv=Path(photos_csv),
-                        out_dir=Path(run_dir) / "me" / strategy, image_size=config.image_size, crop=config.crop,
-                        epochs=config.me_epochs, learning_rate=config.learning_rate, seed=config.seed + 5000,
-                        threads=threads, features=config.me_features)
-            for strategy in config.me_strategies if strategy not in skip]
+                       threads: int, skip: tuple[str, ...] = (), student: Path | None = None) -> list[TransferJob]:
+    """One job per ``config.me_strategies`` (except ``skip``) into ``<run>/me/<strategy>/``: from the CelebA
+    model, or from ``student`` for the strategies whose catalog ``base`` is "student" (skipped without one)."""
+    from recognize_me.me.transfer import base_input_settings
+
+    jobs = []
+    for strategy in config.me_strategies:
+        from_student = STRATEGIES.get(strategy).base == "student"
+        if strategy in skip or (from_student and student is None):
+            continue
+        base, (size, crop) = ((student, base_input_settings(student)) if from_student
+                              else (base_model, (config.image_size, config.crop)))
+        jobs.append(TransferJob(strategy=strategy, base_model_path=Path(base), photos_csv=Path(photos_csv),
+                                out_dir=Path(run_dir) / "me" / strategy, image_size=size, crop=crop,
+                                epochs=config.me_epochs, learning_rate=config.learning_rate, seed=config.seed + 5000,
+                                threads=threads, features=config.me_features))
+    return jobs
+
+
+def student_settings(config: PipelineConfig) -> StudentSettings:
+    """The distilled student's recipe for this run: its epochs and seed from the config."""
+    return StudentSettings(epochs=config.me_student_epochs, seed=config.seed + 6000)
+
+
+def wants_student(config: PipelineConfig, skip: tuple[str, ...]) -> bool:
+    """Whether a configured, runnable strategy transfers from the distilled student."""
+    return any(STRATEGIES.get(s).base == "student" for s in config.me_strategies if s not in skip)

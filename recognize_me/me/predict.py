@@ -41,8 +41,9 @@ class PredictorConfig:
     attribute_model_name: str
     attribute_names: tuple[str, ...]
     attribute_thresholds: tuple[float, ...]
-    image_size: tuple[int, int]
+    image_size: tuple[int, int]  # the "is this me?" model's input
     crop: str
+    attribute_input: tuple[tuple[int, int], str] | None = None  # (size, crop) when the attribute model differs
 
     def predict(self, paths: Sequence[Path], cropper: FaceAligner | None = None) -> list[dict[str, Any]]:
         """:func:`predict_images` with this run's models."""
@@ -54,7 +55,8 @@ class PredictorConfig:
         ``with_attributes`` is False (a library scan reports "me" only)."""
         return FaceJudge(self.me_model, self.attribute_model, threshold=self.threshold,
                          attribute_names=self.attribute_names, image_size=self.image_size, crop=self.crop,
-                         attribute_thresholds=self.attribute_thresholds, with_attributes=with_attributes)
+                         attribute_thresholds=self.attribute_thresholds, with_attributes=with_attributes,
+                         attribute_input=self.attribute_input)
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
@@ -128,15 +130,18 @@ class FaceJudge:
 
     def __init__(self, me_model: Path, attribute_model: Path, *, threshold: float,
                  attribute_names: Sequence[str], image_size: tuple[int, int], crop: str,
-                 attribute_thresholds: Sequence[float] | None = None, with_attributes: bool = True) -> None:
+                 attribute_thresholds: Sequence[float] | None = None, with_attributes: bool = True,
+                 attribute_input: tuple[tuple[int, int], str] | None = None) -> None:
         self.names = list(attribute_names)
         self.thresholds = np.full(len(self.names), 0.5) if attribute_thresholds is None else \
             np.asarray(attribute_thresholds, dtype=np.float64)
         if self.thresholds.shape != (len(self.names),):
             raise ValueError(f"{len(self.names)} attribute names but {self.thresholds.size} attribute thresholds")
         self.threshold, self.image_size, self.crop = float(threshold), tuple(image_size), crop
+        self.attribute_input = (self.image_size, crop) if attribute_input is None else \
+            (tuple(attribute_input[0]), attribute_input[1])
         self.me = _load_model(Path(me_model), self.image_size)
-        self.attributes = _load_model(Path(attribute_model), self.image_size) if with_attributes else None
+        self.attributes = _load_model(Path(attribute_model), self.attribute_input[0]) if with_attributes else None
         n_outputs = len(self.names) if self.attributes is None else int(self.attributes.outputs[0].shape[-1])
         if n_outputs != len(self.names):
             raise ValueError(f"attribute model has {n_outputs} outputs but {len(self.names)} attribute names "
@@ -144,12 +149,14 @@ class FaceJudge:
 
     def judge(self, photos: Sequence[DetectedPhoto]) -> list[dict[str, Any]]:
         """One entry per photo (see :func:`predict_images`), every judged face scored in one batch."""
-        batch = [(i, j, prepare_image(face.image, self.image_size, self.crop))
-                 for i, photo in enumerate(photos) for j, face in enumerate(photo.faces) if face.image is not None]
+        batch = [(i, j, face.image) for i, photo in enumerate(photos) for j, face in enumerate(photo.faces)
+                 if face.image is not None]
         scores: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
         if batch:
-            x = np.stack([arr for _, _, arr in batch])
+            x = np.stack([prepare_image(image, self.image_size, self.crop) for _, _, image in batch])
             p_me = np.asarray(self.me.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)[:, 0]
+            if self.attribute_input != (self.image_size, self.crop):
+                x = np.stack([prepare_image(image, *self.attribute_input) for _, _, image in batch])
             p_attr = np.zeros((len(batch), 0)) if self.attributes is None else \
                 np.asarray(self.attributes.predict(x, batch_size=32, verbose=0)).reshape(len(batch), -1)
             scores = {(i, j): (float(p), a) for (i, j, _), p, a in zip(batch, p_me, p_attr, strict=True)}
@@ -263,7 +270,7 @@ def _input_settings(model_dir: Path, fallback: dict[str, Any] | None = None) -> 
 def load_run_models(run_dir: Path) -> PredictorConfig:
     """The run's best completed attribute model (``leaderboard.json``, highest mean_accuracy) with its
     per-attribute thresholds, and its best transfer model (``me/<strategy>/metrics.json``, ranked on
-    validation by ``report.selection_key``) with its threshold. Both must take the same image size and crop (``ValueError`` otherwise)."""
+    validation by ``report.selection_key``) with its threshold. Each model gets its own image size and crop."""
     run_dir = Path(run_dir)
     attr_name, attr_path = _best_attribute_model(run_dir)
     strategy, me_path, me_metrics = _best_me_model(run_dir)
@@ -292,15 +299,13 @@ def _predictor(attr_name: str, attr_path: Path, strategy: str, me_path: Path,
     per_attribute = attr_metrics["per_attribute"]
     attr_size, attr_crop = _input_settings(attr_path.parent)
     me_size, me_crop = _input_settings(me_path.parent, me_metrics)
-    if (me_size, me_crop) != (attr_size, attr_crop):
-        raise ValueError(f"the transfer model {me_path} takes {me_size} images cropped {me_crop!r} but the "
-                         f"attribute model {attr_path} takes {attr_size} cropped {attr_crop!r}")
     return PredictorConfig(
         me_model=me_path, me_strategy=strategy, threshold=float(me_metrics.get("threshold", 0.5)),
         me_f1=me_metrics.get("f1"), attribute_model=attr_path, attribute_model_name=attr_name,
         attribute_names=tuple(str(r["attribute"]) for r in per_attribute),
         attribute_thresholds=tuple(float(r.get("threshold", 0.5)) for r in per_attribute),
-        image_size=me_size, crop=me_crop)
+        image_size=me_size, crop=me_crop,
+        attribute_input=None if (attr_size, attr_crop) == (me_size, me_crop) else (attr_size, attr_crop))
 
 
 def summary_rows(results: list[dict[str, Any]], top: int = 6) -> list[dict[str, Any]]:

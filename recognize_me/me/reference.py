@@ -42,12 +42,17 @@ def import_face_recognition() -> Any:
 REFERENCE_MODULES = ("face_recognition", "face_recognition_models", "dlib")
 
 
+def missing_reference_modules() -> list[str]:
+    """The reference's packages that are not installed (looked up, not imported)."""
+    return [name for name in REFERENCE_MODULES if importlib.util.find_spec(name) is None]
+
+
 def reference_missing() -> str | None:
     """None when the reference's packages are installed, else why the reference strategy is skipped.
 
     Looked up without importing them (importing ``face_recognition`` takes over a second, on every run,
     cached or not); a package that is present but broken fails the reference job itself, with its error."""
-    missing = [name for name in REFERENCE_MODULES if importlib.util.find_spec(name) is None]
+    missing = missing_reference_modules()
     if missing:
         return f"{REFERENCE_STRATEGY} skipped: {', '.join(missing)} not installed; {INSTALL_HINT}"
     return None
