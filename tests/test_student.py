@@ -107,6 +107,7 @@ def test_centred_targets_subtract_the_train_mean_only():
         centred(t, np.zeros(3, bool))
 
 
+@pytest.mark.slow
 def test_distilled_student_trains_writes_a_base_folder_and_repeats_with_its_seed(tmp_path):
     import keras
 
