@@ -31,8 +31,10 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path, 
     for row in skipped:
         print(row["error"])
     skip = tuple(r["strategy"] for r in skipped)
-    student = train_distilled_student(config, run_dir, splits_csv, images_dir, data_fingerprint) \
-        if wants_student(config, skip) else None
+    student = None
+    if wants_student(config, skip):
+        student = config.me_student_model or train_distilled_student(config, run_dir, splits_csv, images_dir,
+                                                                     data_fingerprint)
     jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers),
                               skip=skip, student=student)
     results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh) + skipped

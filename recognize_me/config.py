@@ -105,6 +105,9 @@ class PipelineConfig(BaseModel):
                                    "images (seeded sample) embedded by the teacher and learned by the student.")
     me_student_epochs: int = Field(28, ge=1, description="distilled: the student's training epochs (28 chosen on "
                                    "CelebA validation agreement with the teacher; benchmarks/teacher_student.py).")
+    me_student_model: Path | None = Field(None, description="distilled: an already trained student's model.keras "
+                                          "(config.json beside it; e.g. <run>/student/model.keras) instead of "
+                                          "training one. The student depends on CelebA only, not on your photos.")
     me_strangers: int = Field(100, ge=0, description="CelebA test-partition photos (people in no training "
                               "split) scored as 'strangers' against the test 'me' photos; 0 = none.")
 

@@ -323,6 +323,8 @@ def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
     assert all(r["status"] == "skipped" and "pip install" in r["error"] for r in skipped)
     assert "face_recognition, face_recognition_models" in skipped[1]["error"]
     assert skipped[0]["error"].startswith("distilled skipped: its teacher needs face_recognition")
+    given = config.model_copy(update={"me_student_model": Path("student/model.keras")})
+    assert [r["strategy"] for r in skipped_strategies(given)] == ["reference_dlib"]  # a given student needs no teacher
     jobs = plan_transfer_jobs(config, Path("run"), Path("photos.csv"), Path("base.keras"), threads=1,
                               skip=tuple(r["strategy"] for r in skipped))
     assert [j.strategy for j in jobs] == ["feature_extraction", "fine_tuning", "from_scratch"]
