@@ -89,7 +89,9 @@ class PipelineConfig(BaseModel):
     me_epochs: int = Field(8, ge=2, description="Transfer epochs (fine tuning: half head-only, half unfrozen).")
     me_min_photos: int = Field(10, ge=1, description="Fewer usable 'me' photos fail the photo checks.")
     me_split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    celeba_others: int = Field(300, ge=1, description="'Other' photos sampled from CelebA when no others_dir.")
+    celeba_others: int = Field(300, ge=0, description="'Other' photos sampled from CelebA's train split, beside "
+                               "others_dir's (a few people alone teach 'not them', not 'not me'); 0 = none, "
+                               "only with others_dir.")
     me_strategies: list[StrategyChoice] = Field(
         default_factory=lambda: list(STRATEGIES.names()),
         description="'Is this me?' strategies trained side by side (one that cannot run here is skipped with a "
@@ -149,6 +151,8 @@ class PipelineConfig(BaseModel):
     def _has_attribute_source(self) -> PipelineConfig:
         if self.celeba_dir is None and self.attr_file is None:
             raise ValueError("give celeba_dir or attr_file")
+        if self.me_dir is not None and self.others_dir is None and self.celeba_others == 0:
+            raise ValueError("no 'other' photos: give others_dir, or celeba_others >= 1")
         return self
 
     # --- derived -------------------------------------------------------------------------------

@@ -33,13 +33,13 @@ PHOTO_CHECKS_KEY = "photo-checks"
 
 
 def _photo_folders_key(context, parameters) -> str:
-    """The photo folders (every file, sub-folders included), the settings that shape the photo set and the
-    photo table's layout version; the CelebA sample of "others" only when no others folder is given."""
+    """The photo folders (every file, sub-folders included), the settings that shape the photo set, the
+    photo table's layout version and, when "others" are sampled from CelebA, the run's splits."""
     config: PipelineConfig = parameters["config"]
     parts = [PHOTO_TABLE_VERSION, tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
-             str(config.me_split_fractions), str(config.me_min_photos)]
-    if config.others_dir is None:
-        parts += [str(config.celeba_others), file_digest(Path(parameters["splits_csv"]))]
+             str(config.me_split_fractions), str(config.me_min_photos), str(config.celeba_others)]
+    if config.celeba_others:
+        parts.append(file_digest(Path(parameters["splits_csv"])))
     return "photos-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

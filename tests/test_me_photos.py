@@ -158,6 +158,16 @@ def test_celeba_images_stand_in_for_others(demo: Path, tmp_path: Path) -> None:
     everything = prepare_photos(PhotoSources(me, None, celeba_images=celeba, celeba_others=1000),
                                 tmp_path / "d", seed=4, cropper=aligner)
     assert (everything.table["label"] == "other").sum() == len(celeba)
+    # beside an others folder too: a few people alone would teach "not them", not "not me"
+    others_dir = tmp_path / "others"
+    others_dir.mkdir()
+    for photo in sorted((demo / "others").rglob("*.png"))[:2]:
+        shutil.copyfile(photo, others_dir / photo.name)
+    both = prepare_photos(PhotoSources(me, others_dir, celeba_images=celeba, celeba_others=10), tmp_path / "e",
+                          seed=4, cropper=aligner)
+    other_paths = both.table.loc[both.table["label"] == "other", "path"].map(Path)
+    assert sum(p.parent == others_dir for p in other_paths) == 2 and set(other_paths) - {*others_dir.iterdir()} \
+        == set(map(Path, others["path"]))  # the same seeded CelebA sample as without the folder
 
 
 def test_no_other_photos_is_an_error(demo: Path, tmp_path: Path) -> None:
