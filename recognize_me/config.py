@@ -110,6 +110,9 @@ class PipelineConfig(BaseModel):
     me_student_model: Path | None = Field(None, description="distilled: an already trained student's model.keras "
                                           "(config.json beside it; e.g. <run>/student/model.keras) instead of "
                                           "training one. The student depends on CelebA only, not on your photos.")
+    me_val_strangers: int = Field(100, ge=0, description="CelebA validation-split photos (people in no training "
+                                  "split) added to the 'me' validation split as others, so the threshold and C are "
+                                  "chosen against people the model never saw; 0 = none.")
     me_strangers: int = Field(100, ge=0, description="CelebA test-partition photos (people in no training "
                               "split) scored as 'strangers' against the test 'me' photos; 0 = none.")
 

@@ -37,23 +37,26 @@ def _photo_folders_key(context, parameters) -> str:
     photo table's layout version and, when "others" are sampled from CelebA, the run's splits."""
     config: PipelineConfig = parameters["config"]
     parts = [PHOTO_TABLE_VERSION, tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
-             str(config.me_split_fractions), str(config.me_min_photos), str(config.celeba_others)]
-    if config.celeba_others:
+             str(config.me_split_fractions), str(config.me_min_photos), str(config.celeba_others),
+             str(config.me_strangers), str(config.me_val_strangers)]
+    if config.celeba_others or config.me_strangers or config.me_val_strangers:
         parts.append(file_digest(Path(parameters["splits_csv"])))
     return "photos-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 @task(name="prepare-me-photos", cache_key_fn=_photo_folders_key, persist_result=True)
 def prepare_me_photos(config: PipelineConfig, run_dir: Path, splits_csv: Path, images_dir: Path) -> Path:
-    """Scan, align, split and check the user's photos; "others" default to a CelebA train sample, strangers
-    come from CelebA's test partition (identities disjoint from train)."""
+    """Scan, align, split and check the user's photos; "others" include a CelebA train sample, strangers
+    come from CelebA's test split and validation strangers from its validation split (people in no
+    training split)."""
     quiet_environment()  # before the face detector imports TensorFlow in the flow's process
     ids = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype={"image_id": str})
-    celeba, strangers = ([Path(images_dir) / i for i in ids.loc[ids["split"] == split, "image_id"]]
-                         for split in ("train", "test"))
+    celeba, val_strangers, strangers = ([Path(images_dir) / i for i in ids.loc[ids["split"] == split, "image_id"]]
+                                        for split in ("train", "val", "test"))
     sources = PhotoSources(config.me_dir, config.others_dir, celeba_images=celeba,
                            celeba_others=config.celeba_others, stranger_images=strangers,
-                           n_strangers=config.me_strangers)
+                           n_strangers=config.me_strangers, val_stranger_images=val_strangers,
+                           n_val_strangers=config.me_val_strangers)
     photos = prepare_photos(sources, Path(run_dir) / "photos", seed=config.seed,
                             fractions=config.me_split_fractions, cropper=FaceAligner(fill=config.me_fill))
     report = check_photos(photos.to_manifest(), min_me=config.me_min_photos,

@@ -218,7 +218,7 @@ def test_strangers_get_their_own_split_and_never_repeat_a_training_photo(demo: P
     for name in ("me_0001.png", "me_0002.png", "me_0003.png"):
         shutil.copyfile(demo / "me" / name, me / name)
     sources = PhotoSources(me, None, celeba_images=celeba[:6], celeba_others=6, stranger_images=celeba[4:10],
-                           n_strangers=6)
+                           n_strangers=6, val_stranger_images=celeba[8:14], n_val_strangers=6)
     photo_set = prepare_photos(sources, tmp_path / "a", seed=4)
     table = photo_set.table
     strangers = table[table["split"] == "strangers"]
@@ -227,3 +227,8 @@ def test_strangers_get_their_own_split_and_never_repeat_a_training_photo(demo: P
     assert set(strangers["path"]) <= {str(p) for p in celeba[6:10]} and len(strangers) >= 3
     assert photo_set.counts()["strangers"]["other"] == len(strangers)
     assert table.groupby("sha256")["split"].nunique().max() == 1
+    # validation strangers: all in val, none of them already a stranger or an "other" (celeba[8:10] are)
+    val_only = {str(p) for p in celeba[10:14]}
+    val_strangers = table[table["path"].isin(val_only)]
+    assert len(val_strangers) >= 3 and set(val_strangers["split"]) == {"val"} and set(val_strangers["label"]) == {"other"}
+    assert table["path"].value_counts().max() == 1  # celeba[8:10] are strangers once, never also in val

@@ -190,6 +190,11 @@ class PhotoSources:
     - Strangers (label "other", split ``strangers``): the photos under ``strangers_dir`` plus
       ``n_strangers`` paths sampled from ``stranger_images`` (pass people who are in no other split, e.g.
       CelebA's test partition, whose identities are disjoint from its train partition).
+    - Validation strangers (label "other", split ``val``): ``n_val_strangers`` paths sampled from
+      ``val_stranger_images``, people in no training split either (e.g. CelebA's validation partition). The
+      threshold and C are chosen on validation; without them validation holds only the people the model
+      was trained against, and the choice says nothing about everyone else (a model trained against two
+      people and 300 CelebA photos accepted 15% of strangers at its validation threshold).
     """
 
     me_dir: Path
@@ -199,6 +204,8 @@ class PhotoSources:
     strangers_dir: Path | None = None
     stranger_images: Sequence[Path] = ()
     n_strangers: int = 0
+    val_stranger_images: Sequence[Path] = ()
+    n_val_strangers: int = 0
 
     def __post_init__(self) -> None:
         if self.others_dir is None and (not self.celeba_images or self.celeba_others < 1):
@@ -257,7 +264,7 @@ def prepare_photos(sources: PhotoSources, out_dir: Path, *, seed: int,
       per face, resolved later by ``face_choice.choose_faces`` (see the module docstring).
     - Splits: ``me.splits.assign_splits`` on the hash of the original file, so a photo keeps its
       split across runs and copies share one; every face of a photo is in the photo's split.
-    - A stranger whose content is already in another split is left out.
+    - A stranger (or validation stranger) whose content is already in another split is left out.
     """
     out_dir = Path(out_dir)
     gather = _Gathering(out_dir / CROPS_DIR, cropper or FaceAligner(), min_face_px, seed)
@@ -265,14 +272,17 @@ def prepare_photos(sources: PhotoSources, out_dir: Path, *, seed: int,
     others = gather.scan(sources.others_dir, OTHER_LABEL, sources.celeba_images, sources.celeba_others)
     kept = gather.align(me_photos + others)
     splits = assign_splits([p for p, _ in kept], seed=seed, fractions=fractions, positive_label=ME_LABEL)
-    used = {p.sha256.lower() for p, _ in kept}
-    strangers = [(p, a) for p, a in gather.align(gather.scan(sources.strangers_dir, OTHER_LABEL,
-                                                             sources.stranger_images, sources.n_strangers))
-                 if p.sha256.lower() not in used]
-    if strangers:
-        extra = assign_splits([p for p, _ in strangers], seed=seed, fractions=fractions, positive_label=ME_LABEL)
-        splits = pd.concat([splits, extra.assign(split=STRANGERS_SPLIT)], ignore_index=True)
-        kept += strangers
+    for folder, images, n, split in ((sources.strangers_dir, sources.stranger_images, sources.n_strangers,
+                                      STRANGERS_SPLIT),
+                                     (None, sources.val_stranger_images, sources.n_val_strangers, "val")):
+        used = {p.sha256.lower() for p, _ in kept}
+        extra_photos = [(p, a) for p, a in gather.align(gather.scan(folder, OTHER_LABEL, images, n))
+                        if p.sha256.lower() not in used]
+        if extra_photos:
+            extra = assign_splits([p for p, _ in extra_photos], seed=seed, fractions=fractions,
+                                  positive_label=ME_LABEL)
+            splits = pd.concat([splits, extra.assign(split=split)], ignore_index=True)
+            kept += extra_photos
     table = _face_rows(splits.reset_index(drop=True), kept)
     rejected = gather.rejected_sorted()
     rejected_frame = pd.DataFrame([{"path": str(r.path), "label": label, "reason": r.reason}
