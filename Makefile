@@ -10,15 +10,16 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 install: $(VENV)/.installed
 
+# dlib's face-recognition network (extra "reference", prebuilt dlib-bin wheel) is installed too: it teaches the
+# "distilled" strategy's student and is the "reference_dlib" comparison. Prediction never needs it.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	touch $@
-
-install-reference: install  ## optional: dlib face-recognition embeddings, the "reference_dlib" strategy
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,reference]'
 	$(BIN)/pip install -q -c constraints.txt --no-deps face-recognition face-recognition-models
+	touch $@
+
+install-reference: install  ## kept for old instructions: `make install` brings the reference now
 
 demo: install  ## synthetic CelebA-format data -> train-all with every catalogued model -> report
 	$(BIN)/recognize-me demo

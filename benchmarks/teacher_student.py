@@ -1,6 +1,6 @@
 """A TensorFlow student taught by dlib's face-recognition ResNet, measured on issue 19's rotation.
 
-    make install-reference   # dlib-bin + face_recognition: the teacher, at training time only
+    make install   # brings dlib-bin + face_recognition: the teacher, at training time only
     python -m benchmarks.teacher_student [--size 64 --epochs 16 --relation-weight 1.0]
 
 The pipeline's own code end to end (the ``distilled`` strategy of ``train-all``):

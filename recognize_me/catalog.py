@@ -236,12 +236,12 @@ STRATEGIES: Catalog[StrategyEntry] = Catalog("strategy", "STRATEGIES", [
     StrategyEntry(name="distilled", trainer=f"{STRATEGIES_MODULE}:fit_feature_extraction", base="student",
                   missing="recognize_me.me.teacher:teacher_missing",
                   description="feature extraction from a TensorFlow student trained on CelebA to reproduce dlib's "
-                              "face embeddings (the teacher, optional extra 'reference', is needed to train it, "
+                              "face embeddings (the teacher, dlib, is needed to train it, "
                               "not to predict)"),
     StrategyEntry(name="reference_dlib", trainer=f"{STRATEGIES_MODULE}:fit_reference_dlib", promotable=False,
                   missing="recognize_me.me.reference:reference_missing",
                   description="dlib's face-recognition embeddings into the same logistic regression "
-                              "(optional extra 'reference'; comparison only, never promoted)"),
+                              "(extra 'reference', installed by make install; comparison only, never promoted)"),
 ])
 
 StrategyChoice = Annotated[str, Choice(STRATEGIES)]

@@ -261,3 +261,21 @@ def test_max_side_bounds_a_large_jpeg_without_decoding_it_at_full_size(tmp_path:
         assert img.size == (1000, 750)  # JPEG draft: decoded at 1/4 scale, not 12 MP
     assert load_rgb(_save(tmp_path / "big.png", _gradient((1200, 600))), max_side=600).size == (600, 300)
     assert load_rgb(path).size == (4000, 3000)  # no max_side: full size
+
+
+@pytest.mark.slow  # a fresh process: the condition under which it failed
+def test_a_fresh_process_whose_first_photo_is_heic_reads_it(tmp_path: Path) -> None:
+    """``find`` workers are fresh processes; one whose first photo was a HEIC listed it "cannot identify image
+    file" (the size probe ran before the HEIC opener was registered)."""
+    import subprocess
+    import sys
+
+    from recognize_me.me.photos import register_phone_formats
+
+    register_phone_formats()
+    path = _save(tmp_path / "first.heic", _gradient(), quality=90)
+    script = ("import sys\nfrom pathlib import Path\nfrom recognize_me.me.predict import detect_photo\n"
+              "class NoFaces:\n    def align_all(self, image):\n        return []\n"
+              "print(detect_photo(Path(sys.argv[1]), NoFaces()).error)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "no face found"  # read, and judged: no face in a gradient

@@ -21,7 +21,7 @@ from PIL import Image
 
 from recognize_me.evaluation.report import model_folder
 from recognize_me.me.align import REASON_TOO_SMALL, AlignResult, FaceAligner
-from recognize_me.me.photos import SUPPORTED_SUFFIXES, load_rgb
+from recognize_me.me.photos import SUPPORTED_SUFFIXES, load_rgb, register_phone_formats
 
 ERROR_NO_FACE = "no face found"
 CHUNK = 64  # photos decoded, aligned and predicted together
@@ -110,6 +110,7 @@ class DetectedPhoto:
 
 def detect_photo(path: Path, cropper: FaceAligner, max_side: int | None = DEFAULT_MAX_SIDE) -> DetectedPhoto:
     """Decode ``path`` (at most ``max_side`` pixels on its longer side) and align every face in it."""
+    register_phone_formats()  # before the size probe: a worker's first photo may be a HEIC
     try:
         with Image.open(path) as probe:
             full = max(probe.size)
