@@ -22,6 +22,7 @@ from recognize_me.me.photo_set import (
     photo_counts,
     photo_manifest,
     prepare_photos,
+    split_membership_digest,
 )
 from recognize_me.me.plan import student_settings
 from recognize_me.me.report import build_me_report
@@ -34,13 +35,14 @@ PHOTO_CHECKS_KEY = "photo-checks"
 
 def _photo_folders_key(context, parameters) -> str:
     """The photo folders (every file, sub-folders included), the settings that shape the photo set, the
-    photo table's layout version and, when "others" are sampled from CelebA, the run's splits."""
+    photo table's layout version and, when photos are sampled from CelebA, which image is in which split (not
+    the attribute values: a relabelled image does not change the photo set)."""
     config: PipelineConfig = parameters["config"]
     parts = [PHOTO_TABLE_VERSION, tree_signature(config.me_dir), tree_signature(config.others_dir), str(config.seed),
              str(config.me_split_fractions), str(config.me_min_photos), str(config.celeba_others),
              str(config.me_strangers), str(config.me_val_strangers)]
     if config.celeba_others or config.me_strangers or config.me_val_strangers:
-        parts.append(file_digest(Path(parameters["splits_csv"])))
+        parts.append(split_membership_digest(Path(parameters["splits_csv"])))
     return "photos-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -67,8 +67,9 @@ def test_teacher_student_inputs_are_the_pipelines_filled_face_box(tmp_path) -> N
     """The student sees what the pipeline's aligned photos show: the face box, its border replicated outside."""
     from PIL import Image
 
-    from benchmarks.teacher_student import face_region, filled
     from recognize_me.me.align import FACE_BOX
+    from recognize_me.me.student import face_region
+    from recognize_me.me.teacher import filled_frame as filled
 
     rgb = np.random.default_rng(0).integers(0, 256, (218, 178, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")

@@ -309,3 +309,12 @@ def photo_test_set_digest(photos_csv: Path) -> str:
     table = load_photo_table(photos_csv)
     test = table.loc[table["split"] == "test", ["sha256", "label"]].sort_values(["sha256", "label"])
     return hashlib.sha256(test.to_csv(index=False).encode()).hexdigest()
+
+
+def split_membership_digest(splits_csv: Path) -> str:
+    """sha256 of the (image_id, split) pairs of a CelebA ``splits.csv``: what the CelebA samples of a photo
+    set depend on (attribute values do not matter)."""
+    import hashlib
+
+    table = pd.read_csv(splits_csv, usecols=["image_id", "split"], dtype=str)
+    return hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()
