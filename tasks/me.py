@@ -119,11 +119,15 @@ def train_distilled_student(config: PipelineConfig, run_dir: Path, splits_csv: P
     """The teacher's embeddings of the run's CelebA train and val images, then the student that learns them
     (``me.student``): the base of the ``distilled`` strategy. Returns its model.keras."""
     quiet_environment()
-    out = Path(run_dir) / "student"
+    out, logger = Path(run_dir) / "student", get_run_logger()
+
+    def progress(epoch: int, epochs: int, logs: dict) -> None:
+        logger.info("student epoch %d/%d: %s", epoch, epochs, ", ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+
     metrics = distill_student(splits_csv, images_dir, out, Path(config.output_root) / "cache" / "teacher",
                               student_settings(config), config.me_student_images,
-                              lineage={"data_fingerprint": data_fingerprint, "seed": config.seed})
-    get_run_logger().info("distilled student: %s", metrics)
+                              lineage={"data_fingerprint": data_fingerprint, "seed": config.seed}, on_epoch=progress)
+    logger.info("distilled student: %s", metrics)
     return out / "model.keras"
 
 

@@ -119,9 +119,12 @@ def test_distilled_student_trains_writes_a_base_folder_and_repeats_with_its_seed
     splits = pd.DataFrame({"image_id": [p.name for p in paths], "split": ["train"] * 18 + ["val"] * 6})
     splits.to_csv(tmp_path / "splits.csv", index=False)
     settings = StudentSettings(size=24, epochs=2, batch_size=8, seed=3)
+    seen: list[tuple[int, int]] = []
     runs = [distill_student(tmp_path / "splits.csv", tmp_path / "img", tmp_path / f"student{i}", tmp_path / "cache",
-                            settings, limit=100, teacher=colour_teacher, processes=1, lineage={"seed": 3})
+                            settings, limit=100, teacher=colour_teacher, processes=1, lineage={"seed": 3},
+                            on_epoch=lambda e, n, logs: seen.append((e, n)) if "val_loss" in logs else None)
             for i in (1, 2)]
+    assert seen == [(1, 2), (2, 2)] * 2  # progress after every epoch, with the validation numbers
     assert runs[0]["train_images"] == 18 and runs[0]["val_images"] == 6 and runs[0]["target_dim"] == 12
     assert runs[0]["val_cosine"] == runs[1]["val_cosine"] and -1 <= runs[0]["val_cosine"] <= 1
     folder = tmp_path / "student1"

@@ -14,7 +14,7 @@ read its ``embedding`` like any base's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,10 +71,15 @@ def centred(targets: np.ndarray, is_train: np.ndarray) -> np.ndarray:
     return (targets - targets[is_train].mean(axis=0)).astype(np.float32)
 
 
+EpochHook = Callable[[int, int, dict], None]  # (epoch 1-based, epochs, Keras logs)
+
+
 def train_student(images: np.ndarray, targets: np.ndarray, is_train: np.ndarray, settings: StudentSettings,
-                  out_dir: Path, lineage: dict[str, Any] | None = None) -> dict[str, Any]:
+                  out_dir: Path, lineage: dict[str, Any] | None = None,
+                  on_epoch: EpochHook | None = None) -> dict[str, Any]:
     """Fit the student on ``images[is_train]`` (from :func:`student_inputs`), validate on the rest, write
-    ``out_dir`` (see the module docstring) and return its metrics (``val_cosine`` of the last epoch)."""
+    ``out_dir`` (see the module docstring) and return its metrics (``val_cosine`` of the last epoch).
+    ``on_epoch`` is called after every epoch (progress in the flow's log)."""
     import keras
     import tensorflow as tf
 
@@ -114,7 +119,9 @@ def train_student(images: np.ndarray, targets: np.ndarray, is_train: np.ndarray,
                                                       warmup_target=settings.learning_rate, warmup_steps=warmup)
     student.compile(keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay),
                     loss=RelationalCosineLoss(settings.relation_weight), metrics=[cosine_to_teacher])
-    history = student.fit(fit_ds, validation_data=(val_x, y[~is_train]), epochs=settings.epochs,
+    hook = [] if on_epoch is None else [keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, settings.epochs, dict(logs or {})))]
+    history = student.fit(fit_ds, validation_data=(val_x, y[~is_train]), epochs=settings.epochs, callbacks=hook,
                           shuffle=False, verbose=0)  # fit_ds is shuffled, seeded
     metrics = {"val_cosine": round(float(history.history["val_cosine_to_teacher"][-1]), 4),
                "train_images": int(is_train.sum()), "val_images": int((~is_train).sum()),
@@ -147,7 +154,7 @@ def celeba_student_images(splits_csv: Path, images_dir: Path, limit: int, seed: 
 
 def distill_student(splits_csv: Path, images_dir: Path, out_dir: Path, cache_dir: Path, settings: StudentSettings,
                     limit: int, teacher: Teacher | None = None, processes: int = 2,
-                    lineage: dict[str, Any] | None = None) -> dict[str, Any]:
+                    lineage: dict[str, Any] | None = None, on_epoch: EpochHook | None = None) -> dict[str, Any]:
     """Teacher embeddings of the run's CelebA train and val images (cached), then :func:`train_student`
     into ``out_dir``; returns its metrics, with the teacher's time."""
     import time
@@ -159,5 +166,5 @@ def distill_student(splits_csv: Path, images_dir: Path, out_dir: Path, cache_dir
     targets = teacher_embeddings(paths, cache_dir, teacher or dlib_teacher, processes)
     teacher_s = time.perf_counter() - started
     metrics = train_student(student_inputs(paths, settings.side), targets, is_train, settings, out_dir,
-                            lineage={**(lineage or {}), "teacher_time_s": round(teacher_s, 1)})
+                            lineage={**(lineage or {}), "teacher_time_s": round(teacher_s, 1)}, on_epoch=on_epoch)
     return {**metrics, "teacher_time_s": round(teacher_s, 1)}
