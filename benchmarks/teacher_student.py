@@ -91,14 +91,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"SKIPPED: {FACES} not found")
         return
     bench = Bench(args.name, {k: str(v) for k, v in vars(args).items()})
-    started = time.perf_counter()
-    paths, is_train, teacher = celeba_train_val(args.work)
-    bench.notes.append(f"teacher: {len(paths)} CelebA images ({int(is_train.sum())} train), "
-                       f"{time.perf_counter() - started:.0f} s (0 when cached)")
     path = args.student
     if path is None:
         from recognize_me.me.student import StudentSettings, student_inputs, train_student
 
+        started = time.perf_counter()
+        paths, is_train, teacher = celeba_train_val(args.work)
+        bench.notes.append(f"teacher: {len(paths)} CelebA images ({int(is_train.sum())} train), "
+                           f"{time.perf_counter() - started:.0f} s (0 when cached)")
         started = time.perf_counter()
         settings = StudentSettings(size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                                    learning_rate=args.lr, relation_weight=args.relation_weight, seed=args.seed)

@@ -27,7 +27,6 @@ from recognize_me.me.photo_set import (
 from recognize_me.me.plan import student_settings
 from recognize_me.me.report import build_me_report
 from recognize_me.me.student import distill_student
-from recognize_me.runs import file_digest
 from recognize_me.training.cache_keys import tree_signature
 
 PHOTO_CHECKS_KEY = "photo-checks"
@@ -109,7 +108,7 @@ def _student_key(context, parameters) -> str:
     """The data fingerprint and every setting that shapes the student."""
     config: PipelineConfig = parameters["config"]
     parts = [parameters["data_fingerprint"], str(student_settings(config)), str(config.me_student_images),
-             file_digest(Path(parameters["splits_csv"]))]
+             split_membership_digest(Path(parameters["splits_csv"]))]
     return "student-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

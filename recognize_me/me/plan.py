@@ -24,9 +24,13 @@ def pick_base_model(outcomes: list[dict[str, Any]], preferred: str, run_dir: Pat
 
 def skipped_strategies(config: PipelineConfig) -> list[dict[str, Any]]:
     """Rows (strategy, status "skipped", error = why) for configured strategies that cannot run here."""
-    given_student = config.me_student_model is not None  # no teacher needed: nothing to distil
-    why = {name: None if given_student and STRATEGIES.get(name).base == "student" else STRATEGIES.get(name).why_missing()
-           for name in config.me_strategies}
+    def why_missing(name: str) -> str | None:
+        entry = STRATEGIES.get(name)
+        if entry.base == "student" and config.me_student_model is not None:
+            return None  # a given student needs no teacher: nothing to distil
+        return entry.why_missing()
+
+    why = {name: why_missing(name) for name in config.me_strategies}
     return [{"strategy": name, "status": "skipped", "error": error} for name, error in why.items() if error]
 
 

@@ -69,19 +69,25 @@ def dlib_embeddings(paths: Sequence[str | Path]) -> np.ndarray:
 
     from recognize_me.fileio import write_with
 
-    left, top, right, bottom = FACE_BOX
     out = []
     for path in map(Path, paths):
         cached = path.with_name(path.name + CACHE_SUFFIX)
         if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime:
             out.append(np.load(cached))
             continue
-        face_recognition = import_face_recognition()
-        rgb = np.asarray(Image.open(path).convert("RGB"))
-        vector = np.asarray(face_recognition.face_encodings(rgb, known_face_locations=[(top, right, bottom, left)])[0])
+        vector = face_box_encodings(np.asarray(Image.open(path).convert("RGB"))[None])[0]
         write_with(cached, lambda p, v=vector: np.save(p, v), suffix=".npy")
         out.append(vector)
     return np.asarray(out, dtype=np.float64).reshape(len(out), 128)
+
+
+def face_box_encodings(frames: np.ndarray) -> np.ndarray:
+    """dlib's 128-d embedding (float64, as dlib gives it) of each aligned 178x218 frame, the template's face box
+    as the face's location."""
+    face_recognition = import_face_recognition()
+    left, top, right, bottom = FACE_BOX
+    return np.stack([np.asarray(face_recognition.face_encodings(f, known_face_locations=[(top, right, bottom, left)])[0])
+                     for f in frames])
 
 
 def fit_reference(data: dict, seed: int) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:

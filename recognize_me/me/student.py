@@ -89,9 +89,10 @@ def train_student(images: np.ndarray, targets: np.ndarray, is_train: np.ndarray,
     if images.shape[1:] != (settings.side, settings.side, 3) or not len(images) == len(targets) == len(is_train):
         raise ValueError(f"images {images.shape}, targets {targets.shape} and is_train {is_train.shape} do not "
                          f"match settings.side {settings.side}")
-    if is_train.all() or int(is_train.sum()) < settings.batch_size:
+    n_train = int(is_train.sum())
+    if is_train.all() or n_train < settings.batch_size:
         raise ValueError(f"need >= batch_size ({settings.batch_size}) train images and some validation images, "
-                         f"got {int(is_train.sum())} train of {len(is_train)}")
+                         f"got {n_train} train of {len(is_train)}")
     size, off = settings.size, (settings.side - settings.size) // 2
     y = centred(np.asarray(targets, dtype=np.float32), is_train)
 
@@ -103,7 +104,6 @@ def train_student(images: np.ndarray, targets: np.ndarray, is_train: np.ndarray,
         img = tf.image.stateless_random_contrast(img, 0.8, 1.2, seeds[3])
         return tf.clip_by_value(img, 0.0, 255.0) / 255.0, target
 
-    n_train = int(is_train.sum())
     pairs = tf.data.Dataset.from_tensor_slices((images[is_train], y[is_train])) \
         .shuffle(n_train, seed=settings.seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=settings.seed, rerandomize_each_iteration=True).batch(8)
@@ -124,7 +124,7 @@ def train_student(images: np.ndarray, targets: np.ndarray, is_train: np.ndarray,
     history = student.fit(fit_ds, validation_data=(val_x, y[~is_train]), epochs=settings.epochs, callbacks=hook,
                           shuffle=False, verbose=0)  # fit_ds is shuffled, seeded
     metrics = {"val_cosine": round(float(history.history["val_cosine_to_teacher"][-1]), 4),
-               "train_images": int(is_train.sum()), "val_images": int((~is_train).sum()),
+               "train_images": n_train, "val_images": len(is_train) - n_train,
                "target_dim": int(y.shape[1])}
     ModelFolder(Path(out_dir), config={"model": "me_student", "settings": asdict(settings),
                                        "job": {"image_size": [size, size], "crop": STUDENT_CROP},

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from recognize_me.fileio import write_with
-from recognize_me.me.align import FACE_BOX, warp_to_template
+from recognize_me.me.align import warp_to_template
 from recognize_me.runs import file_digest
 
 Teacher = Callable[[np.ndarray], np.ndarray]  # filled frames (n, 218, 178, 3) uint8 -> embeddings (n, d)
@@ -38,13 +38,10 @@ def filled_frame(path: Path) -> np.ndarray:
 
 
 def dlib_teacher(frames: np.ndarray) -> np.ndarray:
-    """dlib's 128-d face-recognition embedding of each frame, the face box as the face's location."""
-    from recognize_me.me.reference import import_face_recognition
+    """dlib's 128-d face-recognition embedding of each frame (``reference.face_box_encodings``), float32."""
+    from recognize_me.me.reference import face_box_encodings
 
-    face_recognition = import_face_recognition()
-    left, top, right, bottom = FACE_BOX
-    return np.stack([np.asarray(face_recognition.face_encodings(f, [(top, right, bottom, left)])[0], np.float32)
-                     for f in frames])
+    return face_box_encodings(frames).astype(np.float32)
 
 
 def _embed_chunk(paths: Sequence[Path], teacher: Teacher) -> np.ndarray:
