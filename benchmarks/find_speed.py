@@ -4,7 +4,9 @@
 Jessica_Alba): ``--n-train`` of their photos (seeded) are the training photos, the rest appear only in the
 generated photos. Other people in the generated photos are strangers to training: Jennifer_Lopez, the
 project's default "me" (faces/me) and CelebA test-partition faces (their 148x148 face box); the training
-"others" are Keanu_Reeves and Daniel_Radcliffe.
+"others" are Keanu_Reeves and Daniel_Radcliffe. ``--me me`` is the development set: faces/me is "me"
+(choices are tried there; use another ``--root``), Jennifer_Lopez and CelebA the strangers, and
+Jessica_Alba appears nowhere.
 
 Steps (each reused when its output exists):
 1. ``ROOT/me_train``, ``ROOT/me_test``, ``ROOT/others_train``; without ``--run`` print the training command
@@ -74,8 +76,16 @@ def copy_all(files: list[Path], dest: Path) -> None:
         shutil.copy2(f, dest / f.name)
 
 
+DEV_ME = "me"  # faces/me: the development "me"; the test "me" never appears in the development set
+TEST_ME = "Jessica_Alba"
+
+
+def person_dir(me: str) -> Path:
+    return FACES / "me" if me == DEV_ME else FACES / "others" / me
+
+
 def prepare_people(root: Path, me: str, n_train: int, seed: int) -> tuple[Path, Path, Path]:
-    train, test = split_me(FACES / "others" / me, n_train, seed)
+    train, test = split_me(person_dir(me), n_train, seed)
     copy_all(train, root / "me_train")
     copy_all(test, root / "me_test")
     for person in TRAIN_OTHERS:
@@ -83,10 +93,11 @@ def prepare_people(root: Path, me: str, n_train: int, seed: int) -> tuple[Path, 
     return root / "me_train", root / "me_test", root / "others_train"
 
 
-def stranger_sources(n_celeba: int, seed: int) -> list[FaceSource]:
-    sources = [FaceSource(p, person) for person in STRANGER_PEOPLE
+def stranger_sources(n_celeba: int, seed: int, me: str = TEST_ME) -> list[FaceSource]:
+    sources = [FaceSource(p, person) for person in STRANGER_PEOPLE if person != me
                for p in sorted((FACES / "others" / person).glob("*.png"))]
-    sources += [FaceSource(p, "default_me") for p in sorted((FACES / "me").glob("*.png"))]
+    if me != DEV_ME:
+        sources += [FaceSource(p, "default_me") for p in sorted((FACES / "me").glob("*.png"))]
     images = CELEBA / "img_align_celeba"
     test_ids = [line.split()[0] for line in (CELEBA / "list_eval_partition.txt").read_text().splitlines()
                 if line.strip().endswith(" 2")]
@@ -111,7 +122,7 @@ def build_set(root: Path, me_test: Path, me: str, n: int, n_group: int, seed: in
     photos = set_dir / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     me_faces = [FaceSource(p, me, is_me=True) for p in sorted(me_test.glob("*.png"))]
-    plans = plan_photos(n, me_faces, stranger_sources(300, seed), seed=seed, n_group=n_group,
+    plans = plan_photos(n, me_faces, stranger_sources(300, seed, me), seed=seed, n_group=n_group,
                         p_heic=0.1, p_oriented=0.2)
     todo = [p for p in plans if not (photos / p.name).exists()]
     if todo:
@@ -215,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="run folder with a trained 'is this me?' model")
     parser.add_argument("--root", type=Path, default=Path("/tmp/find_speed"))
-    parser.add_argument("--me", default="Jessica_Alba")
+    parser.add_argument("--me", default=TEST_ME, help=f"a person of faces/others, or {DEV_ME!r} (faces/me)")
     parser.add_argument("--n-train", type=int, default=50)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--group", type=int, default=100, help="group photos with me (and as many without)")
@@ -250,7 +261,8 @@ def main() -> None:
 
     params = {"n": args.n, "group": args.group, "seed": args.seed, "me": args.me, "n_train": args.n_train,
               "run": str(args.run), "workers": args.workers, "photos": str(set_dir / "photos"),
-              "train_others": TRAIN_OTHERS, "strangers": [*STRANGER_PEOPLE, "faces/me", "CelebA test partition"]}
+              "train_others": TRAIN_OTHERS, "strangers": [*(p for p in STRANGER_PEOPLE if p != args.me),
+                            *(["faces/me"] if args.me != DEV_ME else []), "CelebA test partition"]}
     suffix = "" if args.run is None else f"_{args.run.name}"
     bench = Bench(("find_speed" if args.n == 1000 else f"find_speed_{args.n}") + suffix, params)
     predictions: dict[str, tuple[dict[str, bool], float]] = {}

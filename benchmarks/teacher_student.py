@@ -37,6 +37,7 @@ from benchmarks.common import Bench, require_celeba
 from benchmarks.recognize_me_rotation import (
     COLUMNS,
     FACES,
+    FITS,
     celeba_cells,
     issue_goals,
     photo_table,
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/teacher-student"))
     parser.add_argument("--rotation-work", type=Path, default=Path("/tmp/rm-rotation"))
     parser.add_argument("--name", default="teacher_student")
+    parser.add_argument("--fits", nargs="+", default=["split"], choices=FITS,
+                        help="how the logistic regression is fitted (side by side when several)")
     args = parser.parse_args(argv)
     if not FACES.is_dir():
         print(f"SKIPPED: {FACES} not found")
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     photos = photo_table(args.rotation_work, 1000, args.seed)
     features = {f"student:{path.parent.name}": student_features(path, photos["crop"].tolist()),
                 "reference_dlib": reference_features(photos["crop"].tolist(), None)}
-    frame = score_cells(shared_cells(photos, [10, 25, 50], 3) + celeba_cells(photos), photos, features, args.seed)
+    frame = score_cells(shared_cells(photos, [10, 25, 50], 3) + celeba_cells(photos), photos, features, args.seed,
+                        args.fits)
     for row in summarize(frame):
         bench.row(**row)
     issue_goals(bench, frame)

@@ -32,7 +32,7 @@ METRIC_KEYS = {"strategy", "status", "threshold", "accuracy", "balanced_accuracy
                "test_photos", "class_weight", "unfrozen_layers", "epochs_run", "params", "train_time_s", "seed",
                "base_model", "image_size", "crop", "out_dir", "promotable", "recall_at_1pct_far",
                "strangers_photos"}
-FEATURE_KEYS = {"logreg_C", "feature_dim", "features"}
+FEATURE_KEYS = {"logreg_C", "feature_dim", "features", "cv_folds", "threshold_chosen_on"}
 
 
 def _save_base(folder: Path, name: str = "baseline_cnn") -> Path:

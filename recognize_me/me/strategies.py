@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recognize_me.me.job import TransferHook, TransferJob
-from recognize_me.me.logistic import fit_logistic
+from recognize_me.me.logistic import fit_logistic_pooled
 from recognize_me.me.surgery import (
     build_transfer_model,
     feature_extractor,
@@ -41,6 +41,8 @@ class Fitted:
     histories: list[pd.DataFrame] = field(default_factory=list)  # one per Keras training phase
     unfrozen: list[str] = field(default_factory=list)  # base layers trained in the fine-tuning phase
     extra: dict[str, Any] = field(default_factory=dict)  # strategy-specific metrics.json entries
+    #: (0/1 labels, held-out scores) the threshold is chosen on; None: the validation split's scores
+    selection: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def input_settings(job: TransferJob) -> dict[str, Any]:
@@ -71,11 +73,17 @@ def fit_feature_extraction(job: TransferJob, data: dict, weights: dict[int, floa
         paths, y, _ = data[split]
         return extractor.predict(make_dataset(paths, y, **common), verbose=0) if paths else np.zeros((0, 1))
 
-    clf, c = fit_logistic(embed("train"), data["train"][1], embed("val"), data["val"][1], job.seed)
-    model = linear_classifier(extractor, clf.coef_[0], float(clf.intercept_[0]))
-    return Fitted(score=keras_scores(model, data, common), model=model,
-                  extra={"logreg_C": c, "feature_dim": int(extractor.outputs[0].shape[-1]),
+    fit = fit_logistic_pooled(embed("train"), data["train"][1], content_groups(data, "train"), embed("val"),
+                              data["val"][1], content_groups(data, "val"), job.seed)
+    model = linear_classifier(extractor, fit.model.coef_[0], float(fit.model.intercept_[0]))
+    return Fitted(score=keras_scores(model, data, common), model=model, selection=fit.selection,
+                  extra={**fit.extra(), "feature_dim": int(extractor.outputs[0].shape[-1]),
                          "features": job.features})
+
+
+def content_groups(data: dict, split: str) -> list[str]:
+    """The photo content hash of each row of ``split`` (a photo's faces share it)."""
+    return data[split][2]["sha256"].astype(str).tolist()
 
 
 def fit_fine_tuning(job: TransferJob, data: dict, weights: dict[int, float],
@@ -95,8 +103,9 @@ def fit_reference_dlib(job: TransferJob, data: dict, weights: dict[int, float],
     """dlib embeddings -> the same logistic regression; no Keras model."""
     from recognize_me.me.reference import fit_reference
 
-    score, extra = fit_reference(data, job.seed)
-    return Fitted(score=score, extra=extra)
+    score, extra, selection = fit_reference(data, job.seed, content_groups(data, "train"),
+                                            content_groups(data, "val"))
+    return Fitted(score=score, extra=extra, selection=selection)
 
 
 def _fit_head(job: TransferJob, data: dict, weights: dict[int, float], on_epoch: TransferHook | None,

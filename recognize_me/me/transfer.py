@@ -9,8 +9,10 @@ load the photo splits, fit (the strategy's trainer in ``me/strategies.py``, name
   ``embedding`` when the base has one, else the one named ``gap`` / its last global average pooling;
   ``features="concat"`` joins both, ``"spatial"`` flattens the map ``gap`` pools; ``auto`` = ``embedding``
   when the base has one, else ``spatial``) are averaged over the photo and its mirror image (test-time flip
-  averaging) and fed to an L2-regularised logistic regression (scikit-learn; C chosen on validation
-  AUC). The result is saved as one Keras model (base + flip averaging + a Dense layer holding the
+  averaging) and fed to an L2-regularised logistic regression (scikit-learn). C and the threshold are chosen
+  on out-of-fold scores of train+val (5 folds grouped by photo content, ``me/logistic.py``) and the
+  regression is refit on train+val: every held-out "me" photo counts, not only the validation split's few.
+  The result is saved as one Keras model (base + flip averaging + a Dense layer holding the
   regression's weights), so ``predict`` serves it like any other.
 - ``fine_tuning``: a Dropout + sigmoid head learns first on the frozen base (half the epochs), then the
   top third of the base's layers is unfrozen (BatchNormalization layers stay frozen, in inference mode)
@@ -20,7 +22,8 @@ load the photo splits, fit (the strategy's trainer in ``me/strategies.py``, name
   (``face_recognition``) of the same aligned photos into the same logistic regression. Shown for
   comparison only: it has no Keras model, so it is never promoted and ``predict`` never serves it.
 
-The decision threshold maximises F1 on the validation split; the test split is only used for the final
+The decision threshold maximises F1 on the validation split (on the out-of-fold scores for the logistic
+strategies); the test split is only used for the final
 metrics. The output folder is written by ``training.scaffold.ModelFolder``, as a CelebA model's is:
 ``model.keras`` (written last: it marks completion), ``metrics.json``, ``config.json``, ``history.csv`` and
 ``predictions_test.csv``, every file atomically.
@@ -95,7 +98,7 @@ def train_transfer(job: TransferJob, on_epoch: TransferHook | None = None) -> di
     train_time = time.perf_counter() - start
 
     scores = {split: fitted.score(split) if data[split][0] else np.zeros(0) for split in SCORED_SPLITS}
-    summary = evaluate_scores(data, scores) | _run_facts(job, fitted, weights, train_time)
+    summary = evaluate_scores(data, scores, fitted.selection) | _run_facts(job, fitted, weights, train_time)
     _write_outputs(job, fitted, summary, data, scores)
     return summary
 
