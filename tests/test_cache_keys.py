@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from recognize_me.me.job import TransferJob
+from recognize_me.training import cache_keys
 from recognize_me.training.cache_keys import (
     files_signature,
     job_key,
@@ -67,7 +68,7 @@ def test_train_key_ignores_where_it_runs_and_sees_labels_and_listed_images(tmp_p
     assert train_job_key(job) != key
 
 
-def test_transfer_key_is_base_model_photo_set_and_hyperparameters(tmp_path: Path) -> None:
+def test_transfer_key_is_base_model_photo_set_hyperparameters_and_recipe(tmp_path: Path, monkeypatch) -> None:
     crops = tmp_path / "crops"
     crops.mkdir()
     for i in range(3):
@@ -92,6 +93,10 @@ def test_transfer_key_is_base_model_photo_set_and_hyperparameters(tmp_path: Path
     write_photos(2)
     base.write_bytes(b"other weights")
     assert transfer_job_key(job) != key
+    base.write_bytes(b"weights")
+    assert transfer_job_key(job) == key
+    monkeypatch.setattr(cache_keys, "TRANSFER_RECIPE", cache_keys.TRANSFER_RECIPE + 1)
+    assert transfer_job_key(job) != key, "a new fitting recipe must not reuse a cached transfer"
 
 
 def test_tree_signature_sees_files_in_sub_folders(tmp_path: Path) -> None:

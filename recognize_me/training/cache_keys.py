@@ -88,6 +88,9 @@ TRAIN_NOT_IN_KEY = frozenset({"run_dir", "splits_csv", "images_dir", "threads", 
                               "decoded", "deadline"})
 #: TransferJob fields that say where or how a job runs, not what it learns.
 TRANSFER_NOT_IN_KEY = frozenset({"out_dir", "threads"})
+#: Bumped whenever how a strategy fits changes, so that a cached transfer of the old recipe is not reused
+#: (2: the logistic strategies choose C and the threshold out-of-fold over train+val and refit on both).
+TRANSFER_RECIPE = 2
 
 
 def train_job_key(job: Any) -> str:
@@ -101,5 +104,7 @@ def train_job_key(job: Any) -> str:
 
 
 def transfer_job_key(job: Any) -> str:
-    """Transfer: the base model file, the photo set, the hyperparameters (every other TransferJob field)."""
-    return job_key(job, exclude=TRANSFER_NOT_IN_KEY, digests={"photos_csv": photo_set_digest})
+    """Transfer: the base model file, the photo set, the hyperparameters (every other TransferJob field), the
+    recipe version."""
+    return job_key(job, exclude=TRANSFER_NOT_IN_KEY, digests={"photos_csv": photo_set_digest},
+                   extra={"recipe": str(TRANSFER_RECIPE)})
