@@ -1,12 +1,11 @@
 """``recognize-me find`` vs face_recognition's CLI on the same phone-size photos: photos/s and accuracy.
 
-"me" is a person of ../shared/data/faces/others on whom no choice of the pipeline was tuned (default
-Jessica_Alba): ``--n-train`` of their photos (seeded) are the training photos, the rest appear only in the
-generated photos. Other people in the generated photos are strangers to training: Jennifer_Lopez, the
-project's default "me" (faces/me) and CelebA test-partition faces (their 148x148 face box); the training
-"others" are Keanu_Reeves and Daniel_Radcliffe. ``--me me`` is the development set: faces/me is "me"
-(choices are tried there; use another ``--root``), Jennifer_Lopez and CelebA the strangers, and
-Jessica_Alba appears nowhere.
+"me" is a person of ../shared/data/faces on whom no choice of the pipeline was tuned (default Jessica_Alba,
+the test "me"): ``--n-train`` of their photos (seeded) are the training photos, the rest appear only in the
+generated photos. Roles (``roles``): the first two of Keanu_Reeves, Daniel_Radcliffe, Jennifer_Lopez and
+faces/me that are not "me" are the training "others"; the rest, and CelebA test-partition faces (their
+148x148 face box), are strangers to training. Any other ``--me`` (``me`` = faces/me) is a development set:
+choices are tried there (use another ``--root``), and Jessica_Alba appears nowhere in it.
 
 Steps (each reused when its output exists):
 1. ``ROOT/me_train``, ``ROOT/me_test``, ``ROOT/others_train``; without ``--run`` print the training command
@@ -55,8 +54,9 @@ from benchmarks.phone_photos import (
 
 FACES = REPO.parent / "shared" / "data" / "faces"
 REFERENCE_BIN = Path(os.environ.get("FACE_RECOGNITION_BIN", "/tmp/refvenv/bin/face_recognition"))
-TRAIN_OTHERS = ("Keanu_Reeves", "Daniel_Radcliffe")
-STRANGER_PEOPLE = ("Jennifer_Lopez",)
+#: The shared people other than the test "me", in the order roles are handed out: the first two that are not
+#: "me" are the training "others", the rest strangers (faces/me appears as ``default_me``).
+PEOPLE = ("Keanu_Reeves", "Daniel_Radcliffe", "Jennifer_Lopez", "me")
 
 
 def split_me(person_dir: Path, n_train: int, seed: int) -> tuple[list[Path], list[Path]]:
@@ -84,20 +84,25 @@ def person_dir(me: str) -> Path:
     return FACES / "me" if me == DEV_ME else FACES / "others" / me
 
 
+def roles(me: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training others, stranger people) for this "me": the test "me" (Jessica_Alba) is never a role, so a
+    development "me" (any other shared person) never sees her."""
+    rest = tuple(p for p in PEOPLE if p != me)
+    return rest[:2], rest[2:]
+
+
 def prepare_people(root: Path, me: str, n_train: int, seed: int) -> tuple[Path, Path, Path]:
     train, test = split_me(person_dir(me), n_train, seed)
     copy_all(train, root / "me_train")
     copy_all(test, root / "me_test")
-    for person in TRAIN_OTHERS:
-        copy_all(sorted((FACES / "others" / person).glob("*.png")), root / "others_train" / person)
+    for person in roles(me)[0]:
+        copy_all(sorted(person_dir(person).glob("*.png")), root / "others_train" / person)
     return root / "me_train", root / "me_test", root / "others_train"
 
 
 def stranger_sources(n_celeba: int, seed: int, me: str = TEST_ME) -> list[FaceSource]:
-    sources = [FaceSource(p, person) for person in STRANGER_PEOPLE if person != me
-               for p in sorted((FACES / "others" / person).glob("*.png"))]
-    if me != DEV_ME:
-        sources += [FaceSource(p, "default_me") for p in sorted((FACES / "me").glob("*.png"))]
+    sources = [FaceSource(p, "default_me" if person == DEV_ME else person) for person in roles(me)[1]
+               for p in sorted(person_dir(person).glob("*.png"))]
     images = CELEBA / "img_align_celeba"
     test_ids = [line.split()[0] for line in (CELEBA / "list_eval_partition.txt").read_text().splitlines()
                 if line.strip().endswith(" 2")]
@@ -261,8 +266,7 @@ def main() -> None:
 
     params = {"n": args.n, "group": args.group, "seed": args.seed, "me": args.me, "n_train": args.n_train,
               "run": str(args.run), "workers": args.workers, "photos": str(set_dir / "photos"),
-              "train_others": TRAIN_OTHERS, "strangers": [*(p for p in STRANGER_PEOPLE if p != args.me),
-                            *(["faces/me"] if args.me != DEV_ME else []), "CelebA test partition"]}
+              "train_others": roles(args.me)[0], "strangers": [*roles(args.me)[1], "CelebA test partition"]}
     suffix = "" if args.run is None else f"_{args.run.name}"
     bench = Bench(("find_speed" if args.n == 1000 else f"find_speed_{args.n}") + suffix, params)
     predictions: dict[str, tuple[dict[str, bool], float]] = {}

@@ -163,7 +163,9 @@ def run_served_demo(workdir: Path, demo_data: Path) -> ServedDemo:
     (workdir / "data").symlink_to(demo_data, target_is_directory=True)
     data = Path(tiny_config(workdir)["celeba_dir"])
     config = tiny_config(workdir) | {"me_dir": str(data / "me"), "others_dir": str(data / "others"),
-                                     "me_epochs": 2, "me_min_photos": 4}
+                                     "me_epochs": 2, "me_min_photos": 4,
+                                     # serving is under test, not the strategies: scikit-learn and Keras
+                                     "me_strategies": ["feature_extraction", "fine_tuning"]}
     spec = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
     celeba = str(workdir / "my-celeba")
     try:

@@ -190,3 +190,13 @@ def test_iou_and_auc():
     assert fs._centre_in((4, 4, 6, 6), (0, 0, 10, 10)) and not fs._centre_in((9, 9, 15, 15), (0, 0, 10, 10))
     assert fs.auc([0.9, 0.8], [0.1, 0.85]) == 0.75
     assert fs.auc([0.5], [0.5]) == 0.5
+
+
+def test_find_speed_roles_keep_the_test_me_out_of_every_development_set() -> None:
+    from benchmarks.find_speed import PEOPLE, TEST_ME, roles
+
+    assert roles(TEST_ME) == (("Keanu_Reeves", "Daniel_Radcliffe"), ("Jennifer_Lopez", "me"))
+    for me in PEOPLE:
+        others, strangers = roles(me)
+        assert len(others) == 2 and me not in others + strangers and TEST_ME not in others + strangers
+        assert set(others + strangers) == set(PEOPLE) - {me}
