@@ -130,8 +130,8 @@ def score_cell(cell: Cell, x: np.ndarray, y: np.ndarray, seed: int = 0, fit: str
     p = {k: clf.predict_proba(x[ix])[:, 1] if ix else np.zeros(0) for k, ix in (("val", va), ("test", te),
                                                                                  ("strangers", st))}
     y_sel, p_sel = selection if selection is not None else (y[va], p["val"])
-    threshold = float(choose_thresholds(np.asarray(y_sel)[:, None], np.asarray(p_sel)[:, None], metric="f1")[0]) \
-        if va else 0.5
+    threshold = 0.5 if not va else \
+        float(choose_thresholds(np.asarray(y_sel)[:, None], np.asarray(p_sel)[:, None], metric="f1")[0])
     yt, pred = y[te], p["test"] >= threshold
     tp = float(np.sum(pred & (yt > 0)))
     precision = tp / max(1.0, float(pred.sum()))

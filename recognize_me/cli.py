@@ -106,7 +106,8 @@ DEMO_STUDENT_EPOCHS = 4
 def demo_defaults(data: Path) -> dict[str, Any]:
     """The ``demo`` command's config, the same as the ``train-all/demo`` deployment's in prefect.yaml."""
     return {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
-            "models": list(MODELS.names()), "epochs": 5, "image_size": [48, 48], "me_student_epochs": DEMO_STUDENT_EPOCHS}
+            "models": list(MODELS.names()), "epochs": 5, "image_size": [48, 48],
+            "me_student_epochs": DEMO_STUDENT_EPOCHS}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -28,8 +28,9 @@ MAX_CHOICE_FACES = 24
 CM_LABELS_DEFAULT = ["other", "me"]
 TABLE_NOTE = (
     "Ranked and the champion chosen on the validation split (ROC AUC, then F1), never on test; thresholds "
-    "maximise F1 on validation. The logistic-regression strategies (feature extraction, distilled, reference) "
-    "are refit on train+val, so their validation is every train+val photo's out-of-fold score (5 folds). accuracy .. recall_at_1pct_far: test split. strangers_*: the test 'me' photos "
+    "maximise F1 on validation. The logistic-regression strategies (feature extraction, distilled, "
+    "reference) are refit on train+val, so their validation is every train+val photo's out-of-fold score "
+    "(5 folds). accuracy .. recall_at_1pct_far: test split. strangers_*: the test 'me' photos "
     "against photos of people in no training split (CelebA test partition), at the same threshold; "
     "false_accept = share of strangers taken for 'me'. recall_at_1pct_far: the highest recall of 'me' while "
     "accepting at most 1% of the others. The reference strategy (dlib face-recognition embeddings) is shown for "
