@@ -118,6 +118,8 @@ def me_flow_run(prefect_server, demo_data: Path, tmp_path_factory) -> MeFlowRun:
     Read by ``test_flow_train_all`` (the stage's outputs, ``predict`` on its champion) and continued by
     ``test_flow_cache`` (reruns of the same config after edits to ``data``).
     """
+    from me_fixtures import FEW_CELEBA_PHOTOS
+
     import flows.training
     from flows.train_all import train_all
     from recognize_me.config import PipelineConfig
@@ -132,7 +134,7 @@ def me_flow_run(prefect_server, demo_data: Path, tmp_path_factory) -> MeFlowRun:
     config = PipelineConfig(celeba_dir=data, images_dir=demo_data / "img_align_celeba", me_dir=data / "me",
                             others_dir=data / "others", output_root=root / "out", image_size=(32, 32),
                             epochs=1, batch_size=32, seed=11, models=["cnn_scheduled"], me_epochs=2, me_student_epochs=2,
-                            me_min_photos=4, n_workers=2)
+                            me_min_photos=4, n_workers=2, **FEW_CELEBA_PHOTOS)
     run = MeFlowRun(config=config, run_dir=root, data=data)
     original = flows.training.dask_runner
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from me_fixtures import FEW_CELEBA_PHOTOS
 
 from deployments.screenshots import (
     ROOT,
@@ -165,7 +166,7 @@ def run_served_demo(workdir: Path, demo_data: Path) -> ServedDemo:
     config = tiny_config(workdir) | {"me_dir": str(data / "me"), "others_dir": str(data / "others"),
                                      "me_epochs": 2, "me_min_photos": 4,
                                      # serving is under test, not the strategies: scikit-learn and Keras
-                                     "me_strategies": ["feature_extraction", "fine_tuning"]}
+                                     "me_strategies": ["feature_extraction", "fine_tuning"], **FEW_CELEBA_PHOTOS}
     spec = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
     celeba = str(workdir / "my-celeba")
     try:

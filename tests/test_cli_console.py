@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from me_fixtures import FEW_CELEBA_PHOTOS
 
 pytestmark = pytest.mark.system
 
@@ -25,6 +26,7 @@ def test_demo_console_has_no_traceback_and_no_tensorflow_cpp_line(tmp_path):
     cmd = [sys.executable, "-m", "recognize_me.cli", "demo", "--data", str(tmp_path / "demo"), "--images", "160",
            "--models", "baseline_cnn", "cnn_scheduled", "--epochs", "2", "--image-size", "32", "32",
            "--me-epochs", "2", "--me-strategies", "feature_extraction", "fine_tuning",  # scikit-learn and Keras
+           *(f"--{k.replace('_', '-')}={v}" for k, v in FEW_CELEBA_PHOTOS.items()),
            "--output-root", str(tmp_path / "out")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     out = proc.stdout + proc.stderr
