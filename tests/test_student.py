@@ -19,7 +19,7 @@ from recognize_me.me.student import (
     face_region,
     student_inputs,
 )
-from recognize_me.me.teacher import filled_frame, teacher_embeddings
+from recognize_me.me.teacher import CHUNK, chunked, filled_frame, teacher_embeddings
 
 CALLS: list[int] = []
 
@@ -68,6 +68,15 @@ def test_teacher_embeddings_are_cached_by_content(tmp_path):
     assert len(list((tmp_path / "cache").glob("teacher-*.npy"))) == 2
     with pytest.raises(ValueError, match="no images"):
         teacher_embeddings([], tmp_path / "cache", colour_teacher)
+
+
+def test_teacher_chunks_share_a_few_hundred_images_evenly_and_cap_large_sets():
+    paths = [Path(f"{i}.jpg") for i in range(2 * CHUNK + 13)]
+    assert [len(c) for c in chunked(paths[:212], 2)] == [106, 106]
+    assert [len(c) for c in chunked(paths[:5], 2)] == [3, 2]
+    assert [len(c) for c in chunked(paths, 2)] == [CHUNK, CHUNK, 13]
+    assert [len(c) for c in chunked(paths[:7], 1)] == [7]
+    assert [p for c in chunked(paths, 3) for p in c] == paths
 
 
 def test_face_box_crop_of_the_pipeline_matches_the_students_training_view(tmp_path):

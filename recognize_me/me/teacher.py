@@ -25,7 +25,7 @@ from recognize_me.me.align import warp_to_template
 from recognize_me.runs import file_digest
 
 Teacher = Callable[[np.ndarray], np.ndarray]  # filled frames (n, 218, 178, 3) uint8 -> embeddings (n, d)
-CHUNK = 200  # images per worker call
+CHUNK = 200  # at most this many images per worker call
 
 
 def filled_frame(path: Path) -> np.ndarray:
@@ -56,6 +56,13 @@ def images_key(paths: Sequence[Path], teacher: Teacher) -> str:
     return h.hexdigest()
 
 
+def chunked(paths: Sequence[Path], processes: int) -> list[Sequence[Path]]:
+    """Consecutive chunks of at most ``CHUNK`` paths, at least ``processes`` of them when there are that many
+    paths (a few hundred images are shared out evenly, not left to one process)."""
+    size = max(1, min(CHUNK, -(-len(paths) // max(1, processes))))
+    return [paths[i:i + size] for i in range(0, len(paths), size)]
+
+
 def teacher_embeddings(paths: Sequence[Path], cache_dir: Path, teacher: Teacher = dlib_teacher,
                        processes: int = 2) -> np.ndarray:
     """``teacher``'s embedding of each image (float32, in ``paths`` order), from the cache when it holds them.
@@ -70,7 +77,7 @@ def teacher_embeddings(paths: Sequence[Path], cache_dir: Path, teacher: Teacher 
         embeddings = np.load(cached)
         if len(embeddings) == len(paths):
             return embeddings
-    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    chunks = chunked(paths, processes)
     work = partial(_embed_chunk, teacher=teacher)
     if processes > 1 and len(chunks) > 1:
         with get_context("spawn").Pool(min(processes, len(chunks))) as pool:
