@@ -200,3 +200,24 @@ def test_find_speed_roles_keep_the_test_me_out_of_every_development_set() -> Non
         others, strangers = roles(me)
         assert len(others) == 2 and me not in others + strangers and TEST_ME not in others + strangers
         assert set(others + strangers) == set(PEOPLE) - {me}
+
+
+def test_find_embeddings_scores_each_embedding_at_its_own_threshold_and_in_hindsight() -> None:
+    import numpy as np
+
+    from benchmarks.find_embeddings import one_row
+
+    truth = [{"path": "a.jpg", "kind": "group_me", "is_me": "True", "person": "me",
+              "left": 0, "top": 0, "right": 10, "bottom": 10},
+             {"path": "a.jpg", "kind": "group_me", "is_me": "False", "person": "x", "left": 20, "top": 0,
+              "right": 30, "bottom": 10},
+             {"path": "b.jpg", "kind": "group_none", "is_me": "False", "person": "y", "left": 0, "top": 0,
+              "right": 10, "bottom": 10}]
+    faces = [{"path": "a.jpg", "box": [1, 1, 9, 9]}, {"path": "a.jpg", "box": [21, 1, 29, 9]},
+             {"path": "b.jpg", "box": [1, 1, 9, 9]}]
+    # out-of-fold scores put the threshold above 0.85; the "me" face scores 0.6, a stranger 0.3
+    y, s = np.array([1, 1, 0, 0]), np.array([0.95, 0.92, 0.85, 0.1])
+    row = one_row("me", "student", faces, truth, y, s, np.array([0.6, 0.1, 0.3]))
+    assert 0.85 < row["threshold"] <= 0.92 and row["group_accuracy"] == 0.5  # the "me" face is missed
+    assert row["ceiling"] == 1.0  # any threshold in (0.3, 0.6] finds her and rejects b.jpg
+    assert row["face_auc"] == 1.0 and row["me_found"] == "0/1" and row["strangers_judged_me"] == "0/2"
