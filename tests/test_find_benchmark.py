@@ -221,3 +221,14 @@ def test_find_embeddings_scores_each_embedding_at_its_own_threshold_and_in_hinds
     assert 0.85 < row["threshold"] <= 0.92 and row["group_accuracy"] == 0.5  # the "me" face is missed
     assert row["ceiling"] == 1.0  # any threshold in (0.3, 0.6] finds her and rejects b.jpg
     assert row["face_auc"] == 1.0 and row["me_found"] == "0/1" and row["strangers_judged_me"] == "0/2"
+
+
+def test_cascade_cut_lets_the_asked_share_of_others_through() -> None:
+    import numpy as np
+
+    from benchmarks.find_embeddings import cascade_cut
+
+    y = np.array([1] * 5 + [0] * 100)
+    s = np.r_[np.full(5, 0.9), np.linspace(0.0, 0.5, 100)]
+    cut = cascade_cut(y, s, 0.10)
+    assert np.mean(s[y == 0] >= cut) == 0.10 and (s[y == 1] >= cut).all()
