@@ -1,4 +1,5 @@
-"""Tiny trained-looking models and run folders for the predict and find tests (plain helper module).
+"""Tiny trained-looking models and run folders for the predict and find tests, and the small CelebA photo
+pool of the tests that run the recognize-me stage (plain helper module).
 
 Untrained tiny models (32x32) stand in for trained ones: tests that use them check plumbing and format,
 not skill.
