@@ -42,10 +42,11 @@ def judge_library(spec: FindSpec, plan_json: Path, threads: int, console_progres
 @flow(name="find-me", log_prints=True)
 def find_me(photos_dir: Path, run_dir: Path | None = None, registry: Path = Path("artifacts/registry"),
             out_dir: Path | None = None, workers: int = 2, chunk_size: int = 16, dask_address: str | None = None,
-            console_progress: bool = False) -> str:
+            console_progress: bool = False, threshold: float | None = None) -> str:
     """Find the user in ``photos_dir`` (recursive) with a run's best models (``run_dir``) or the registry's
-    champions; writes ``matches.csv`` and ``contact_sheet.html`` to ``out_dir``. Returns the sheet's path."""
-    spec = load_find_spec(Path(out_dir) if out_dir else default_out_dir(photos_dir), run_dir, registry)
+    champions; writes ``matches.csv`` and ``contact_sheet.html`` to ``out_dir``. Returns the sheet's path.
+    ``threshold`` replaces the "is this me?" threshold chosen on validation (None keeps it)."""
+    spec = load_find_spec(Path(out_dir) if out_dir else default_out_dir(photos_dir), run_dir, registry, threshold)
     plan = plan_library_scan(Path(photos_dir), spec, chunk_size, workers)
     if plan.chunks:
         n = min(workers, len(plan.chunks))

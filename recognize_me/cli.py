@@ -123,7 +123,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from recognize_me.me.predict import expand_paths, load_champions, load_run_models, summary_rows
 
     import_tensorflow_quietly()
-    predictor = load_run_models(Path(args.run)) if args.run else load_champions(Path(args.registry))
+    chosen = load_run_models(Path(args.run)) if args.run else load_champions(Path(args.registry))
+    predictor = chosen.with_threshold(args.threshold)
     results = predictor.predict(expand_paths([Path(p) for p in args.images]))
     if args.json:
         print(json.dumps(results, indent=2, default=str))
@@ -143,10 +144,28 @@ def cmd_find(args: argparse.Namespace) -> int:
 
     sheet = Path(find_me(photos_dir=Path(args.photos_dir), run_dir=Path(args.run) if args.run else None,
                          registry=Path(args.registry), out_dir=Path(args.out) if args.out else None,
-                         workers=args.workers, chunk_size=args.chunk_size, console_progress=True))
+                         workers=args.workers, chunk_size=args.chunk_size, console_progress=True,
+                         threshold=args.threshold))
     print(f"matches: {sheet.parent / MATCHES_CSV}")
     print(f"contact sheet: {sheet}")
     return 0
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def add_threshold_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=probability, default=None,
+                        help="'is this me?' threshold between 0 and 1 instead of the one chosen on validation "
+                             "(lower finds more of the near misses, and more strangers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--registry", default="artifacts/registry", help="use this registry's champions (default)")
     p.add_argument("--run", help="use the best models of this run folder instead of the champions")
+    add_threshold_flag(p)
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("find", help="find yourself in a photo library: every face of every photo, incremental")
     p.add_argument("photos_dir", help="folder of photos (recursive; JPEG, PNG, WebP, AVIF, HEIC)")
@@ -184,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default artifacts/find/<folder>-<hash>)")
     p.add_argument("--workers", type=int, default=2, help="processes detecting and judging faces")
     p.add_argument("--chunk-size", type=int, default=16, help="photos per task")
+    add_threshold_flag(p)
     p.set_defaults(func=cmd_find)
     p = sub.add_parser("serve", help="local Prefect server (if none) + the prefect.yaml deployments")
     p.add_argument("--only", nargs="+", help="serve only these deployment names")

@@ -14,10 +14,12 @@ from recognize_me.me.predict import load_champions, load_run_models
 
 
 @task(name="load-find-models")
-def load_find_spec(out_dir: Path, run_dir: Path | None, registry: Path) -> FindSpec:
-    predictor = load_run_models(Path(run_dir)) if run_dir else load_champions(Path(registry))
-    get_run_logger().info("is-me model: %s (threshold %.3f); attributes: %s", predictor.me_strategy,
-                          predictor.threshold, predictor.attribute_model_name)
+def load_find_spec(out_dir: Path, run_dir: Path | None, registry: Path, threshold: float | None = None) -> FindSpec:
+    chosen = load_run_models(Path(run_dir)) if run_dir else load_champions(Path(registry))
+    predictor = chosen.with_threshold(threshold)
+    get_run_logger().info("is-me model: %s (threshold %.3f%s); attributes: %s", predictor.me_strategy,
+                          predictor.threshold, "" if threshold is None else f", given; its own {chosen.threshold:.3f}",
+                          predictor.attribute_model_name)
     return FindSpec(predictor=predictor, out_dir=Path(out_dir))
 
 

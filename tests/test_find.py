@@ -217,7 +217,27 @@ def test_find_flow_scans_incrementally(prefect_server, library_run: dict[str, Pa
     assert main(args) == 0
     after = sorted((out / RESULTS_DIR).rglob("*.json"))
     assert len(after) == 7 and all(p.stat().st_mtime_ns == before[p] for p in stored)
-    assert "2024/new.png" in set(pd.read_csv(out / "matches.csv")["path"])
+    current = pd.read_csv(out / "matches.csv")
+    assert "2024/new.png" in set(current["path"])
+
+    # the user's own threshold: every judged face at or above it is "me", answers stored under a new key
+    lowest = float(current.loc[current["status"] == "ok", "me_probability"].min())
+    assert main([*args, "--threshold", f"{max(lowest - 1e-4, 1e-6):.6f}"]) == 0
+    loose = pd.read_csv(out / "matches.csv")
+    assert loose.loc[loose["status"] == "ok", "is_me"].astype(str).eq("True").all()
+    assert len(list((out / RESULTS_DIR).glob("*"))) == 2  # the validation threshold's answers are kept
+
+
+@pytest.mark.parametrize("command", ["find", "predict"])
+def test_threshold_flag_takes_a_probability_and_names_a_bad_one(command: str, capsys) -> None:
+    from recognize_me.cli import build_parser
+
+    assert build_parser().parse_args([command, "photos", "--threshold", "0.3"]).threshold == 0.3
+    assert build_parser().parse_args([command, "photos"]).threshold is None
+    for bad, why in (("1.5", "between 0 and 1"), ("0", "between 0 and 1"), ("high", "not a number")):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args([command, "photos", "--threshold", bad])
+        assert exit_.value.code == 2 and why in capsys.readouterr().err
 
 
 def test_the_plan_round_trips_through_its_file(tmp_path: Path) -> None:

@@ -145,6 +145,22 @@ def test_load_run_models_picks_the_best(env: dict[str, Path], tmp_path: Path) ->
     assert result["error"] is None and result["threshold"] == pytest.approx(0.35)
 
 
+def test_a_given_threshold_replaces_the_validation_one_and_is_checked(env: dict[str, Path], tmp_path: Path) -> None:
+    fake_run(tmp_path, env)
+    chosen = load_run_models(tmp_path)
+    assert chosen.with_threshold(None) is chosen
+    looser = chosen.with_threshold(0.05)
+    assert looser.threshold == 0.05 and chosen.threshold == pytest.approx(0.4)
+    assert looser.me_model == chosen.me_model
+    p = chosen.predict([env["me_photo"]])[0]["me_probability"]
+    for t in (max(p - 0.01, 0.001), min(p + 0.01, 0.999)):
+        result = chosen.with_threshold(t).predict([env["me_photo"]])[0]
+        assert result["threshold"] == t and result["is_me"] is (p >= t)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"between 0 and 1.*model's own is 0\.400"):
+            chosen.with_threshold(bad)
+
+
 def test_each_model_gets_its_own_crop(env: dict[str, Path], tmp_path: Path) -> None:
     """A "me" model on another crop than the attribute model (the distilled student reads "face_box"):
     each is fed its own view, so the attributes come out as with a same-crop run."""

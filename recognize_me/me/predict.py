@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,16 @@ class PredictorConfig:
         """:func:`predict_images` with this run's models."""
         files = expand_paths(paths)
         return judge_files(self.load_judge(), files, cropper or FaceAligner()) if files else []
+
+    def with_threshold(self, threshold: float | None) -> PredictorConfig:
+        """The same models with the user's "is this me?" threshold instead of the one chosen on validation
+        (None keeps it): lower finds more of the near misses, and more strangers."""
+        if threshold is None:
+            return self
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}; the model's own "
+                             f"is {self.threshold:.3f}")
+        return replace(self, threshold=float(threshold))
 
     def load_judge(self, with_attributes: bool = True) -> FaceJudge:
         """The models loaded (TensorFlow is imported here); without the attribute model when
