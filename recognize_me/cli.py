@@ -152,14 +152,17 @@ def cmd_find(args: argparse.Namespace) -> int:
 
 
 def probability(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
+    """An argparse type: a number strictly between 0 and 1 (``predict.check_probability``)."""
+    from recognize_me.me.predict import check_probability
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
+    try:
+        return check_probability(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_threshold_flag(parser: argparse.ArgumentParser) -> None:

@@ -55,10 +55,10 @@ class PredictorConfig:
         (None keeps it): lower finds more of the near misses, and more strangers."""
         if threshold is None:
             return self
-        if not 0.0 < float(threshold) < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1 (exclusive), got {threshold}; the model's own "
-                             f"is {self.threshold:.3f}")
-        return replace(self, threshold=float(threshold))
+        try:
+            return replace(self, threshold=check_probability(threshold))
+        except ValueError as err:
+            raise ValueError(f"threshold {err}; the model's own is {self.threshold:.3f}") from None
 
     def load_judge(self, with_attributes: bool = True) -> FaceJudge:
         """The models loaded (TensorFlow is imported here); without the attribute model when
@@ -67,6 +67,13 @@ class PredictorConfig:
                          attribute_names=self.attribute_names, image_size=self.image_size, crop=self.crop,
                          attribute_thresholds=self.attribute_thresholds, with_attributes=with_attributes,
                          attribute_input=self.attribute_input)
+
+
+def check_probability(value: float) -> float:
+    """``value`` as a float when it lies strictly between 0 and 1 (a usable decision threshold)."""
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"must be between 0 and 1 (exclusive), got {value}")
+    return float(value)
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
