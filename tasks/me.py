@@ -15,6 +15,7 @@ from recognize_me.console import quiet_environment
 from recognize_me.data.check_report import CheckReport, DataCheckError, raise_on_critical
 from recognize_me.data.checks import check_photos
 from recognize_me.me.align import FaceAligner
+from recognize_me.me.dlib_resnet import convert_dlib_resnet
 from recognize_me.me.face_choice import CHOSEN_DIR, base_features, choice_markdown, resolve_photo_faces
 from recognize_me.me.photo_set import (
     PHOTO_TABLE_VERSION,
@@ -128,6 +129,16 @@ def train_distilled_student(config: PipelineConfig, run_dir: Path, splits_csv: P
                               lineage={"data_fingerprint": data_fingerprint, "seed": config.seed}, on_epoch=progress)
     logger.info("distilled student: %s", metrics)
     return out / "model.keras"
+
+
+@task(name="convert-dlib-resnet")
+def convert_dlib_base(config: PipelineConfig) -> Path:
+    """dlib's face-recognition ResNet as a Keras base (``me.dlib_resnet``), converted once per weights file
+    into the output root's cache: the base of the ``dlib_resnet`` strategy. Returns its model.keras."""
+    quiet_environment()
+    path = convert_dlib_resnet(Path(config.output_root) / "cache")
+    get_run_logger().info("dlib ResNet (Keras): %s", path)
+    return path
 
 
 @task(name="publish-me-report")

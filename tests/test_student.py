@@ -161,14 +161,14 @@ def test_train_student_refuses_too_few_train_images(tmp_path):
 
 def test_plan_transfers_the_distilled_strategy_from_the_student_with_its_input(tmp_path):
     from recognize_me.config import PipelineConfig
-    from recognize_me.me.plan import plan_transfer_jobs, wants_student
+    from recognize_me.me.plan import plan_transfer_jobs, wants_base
 
     student = tmp_path / "student" / "model.keras"
     student.parent.mkdir()
     (student.parent / "config.json").write_text(json.dumps({"job": {"image_size": [64, 64], "crop": "face_box"}}))
     config = PipelineConfig(celeba_dir=tmp_path, image_size=(32, 32),
                             me_strategies=["feature_extraction", "distilled"])
-    assert wants_student(config, ()) and not wants_student(config, ("distilled",))
+    assert wants_base(config, (), "student") and not wants_base(config, ("distilled",), "student")
     jobs = {j.strategy: j for j in plan_transfer_jobs(config, tmp_path, tmp_path / "p.csv", tmp_path / "base.keras",
                                                       threads=1, student=student)}
     assert (jobs["distilled"].base_model_path, jobs["distilled"].image_size, jobs["distilled"].crop) == \

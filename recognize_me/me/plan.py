@@ -35,17 +35,21 @@ def skipped_strategies(config: PipelineConfig) -> list[dict[str, Any]]:
 
 
 def plan_transfer_jobs(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path,
-                       threads: int, skip: tuple[str, ...] = (), student: Path | None = None) -> list[TransferJob]:
+                       threads: int, skip: tuple[str, ...] = (), student: Path | None = None,
+                       dlib: Path | None = None) -> list[TransferJob]:
     """One job per ``config.me_strategies`` (except ``skip``) into ``<run>/me/<strategy>/``: from the CelebA
-    model, or from ``student`` for the strategies whose catalog ``base`` is "student" (skipped without one)."""
+    model, or, for the strategies whose catalog ``base`` is "student" / "dlib", from ``student`` / ``dlib``
+    (the converted dlib ResNet), with the input size and crop saved beside that model (skipped without it)."""
     from recognize_me.me.transfer import base_input_settings
 
+    other_bases = {"student": student, "dlib": dlib}
     jobs = []
     for strategy in config.me_strategies:
-        from_student = STRATEGIES.get(strategy).base == "student"
-        if strategy in skip or (from_student and student is None):
+        kind = STRATEGIES.get(strategy).base
+        if strategy in skip or (kind in other_bases and other_bases[kind] is None):
             continue
-        base, (size, crop) = ((student, base_input_settings(student)) if from_student
+        other = other_bases.get(kind)
+        base, (size, crop) = ((other, base_input_settings(other)) if other is not None
                               else (base_model, (config.image_size, config.crop)))
         jobs.append(TransferJob(strategy=strategy, base_model_path=Path(base), photos_csv=Path(photos_csv),
                                 out_dir=Path(run_dir) / "me" / strategy, image_size=size, crop=crop,
@@ -59,6 +63,6 @@ def student_settings(config: PipelineConfig) -> StudentSettings:
     return StudentSettings(epochs=config.me_student_epochs, seed=config.seed + 6000)
 
 
-def wants_student(config: PipelineConfig, skip: tuple[str, ...]) -> bool:
-    """Whether a configured, runnable strategy transfers from the distilled student."""
-    return any(STRATEGIES.get(s).base == "student" for s in config.me_strategies if s not in skip)
+def wants_base(config: PipelineConfig, skip: tuple[str, ...], kind: str) -> bool:
+    """Whether a configured, runnable strategy transfers from the base ``kind`` ("student", "dlib", ...)."""
+    return any(STRATEGIES.get(s).base == kind for s in config.me_strategies if s not in skip)
