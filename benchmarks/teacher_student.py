@@ -63,8 +63,9 @@ def celeba_train_val(work: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
 
 
 def student_features(path: Path, crops: list[str]) -> np.ndarray:
-    """The ``distilled`` strategy's features of aligned crops, through the pipeline's own code: the student's
-    input settings, ``make_dataset`` and ``surgery.flip_averaged_extractor`` on its ``embedding``."""
+    """The ``distilled`` strategy's features of aligned crops (or ``dlib_resnet``'s, given that base), through
+    the pipeline's own code: the base's input settings, ``make_dataset`` and
+    ``surgery.flip_averaged_extractor`` on its ``embedding``."""
     from recognize_me.data.dataset import make_dataset
     from recognize_me.me.surgery import flip_averaged_extractor, load_base
     from recognize_me.me.transfer import base_input_settings
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="teacher_student")
     parser.add_argument("--fits", nargs="+", default=["split"], choices=FITS,
                         help="how the logistic regression is fitted (side by side when several)")
+    parser.add_argument("--dlib-resnet", action="store_true",
+                        help="also the dlib_resnet strategy's features (dlib's ResNet rebuilt in Keras, fixed chip)")
     args = parser.parse_args(argv)
     if not FACES.is_dir():
         print(f"SKIPPED: {FACES} not found")
@@ -113,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     photos = photo_table(args.rotation_work, 1000, args.seed)
     features = {f"student:{path.parent.name}": student_features(path, photos["crop"].tolist()),
                 "reference_dlib": reference_features(photos["crop"].tolist(), None)}
+    if args.dlib_resnet:
+        from recognize_me.me.dlib_resnet import convert_dlib_resnet
+
+        features["dlib_resnet"] = student_features(convert_dlib_resnet(args.work / "cache"), photos["crop"].tolist())
     frame = score_cells(shared_cells(photos, [10, 25, 50], 3) + celeba_cells(photos), photos, features, args.seed,
                         args.fits)
     for row in summarize(frame):

@@ -68,14 +68,15 @@ def test_recognize_me_stage_trains_every_strategy_side_by_side(me_flow_run, tmp_
 
     run_dir = me_flow_run.run_dir
     registry = me_flow_run.config.output_root / "registry"
-    for strategy in ("feature_extraction", "fine_tuning", "from_scratch"):
+    for strategy in ("feature_extraction", "fine_tuning", "from_scratch", "dlib_resnet"):
         metrics = json.loads((run_dir / "me" / strategy / "metrics.json").read_text())
         assert metrics["status"] == "completed"
         assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_photos"] > 0
         assert metrics["strangers_photos"] > 0 and 0.0 <= metrics["strangers_roc_auc"] <= 1.0
         assert (run_dir / "me" / strategy / "model.keras").is_file()
     report = (run_dir / "me_report.html").read_text()
-    assert all(s in report for s in ("feature_extraction", "fine_tuning", "from_scratch", "distilled", "reference_dlib"))
+    assert all(s in report for s in ("feature_extraction", "fine_tuning", "from_scratch", "distilled", "dlib_resnet",
+                                     "reference_dlib"))
     assert "ROC curves (strangers)" in report and "recall_at_1pct_far" in report
     photos = pd.read_csv(run_dir / "photos" / "photos.csv")
     assert set(photos["detector"]) <= {"mtcnn", "mtcnn_padded", "celeba_frame"}  # every photo aligned

@@ -18,6 +18,9 @@ load the photo splits, fit (the strategy's trainer in ``me/strategies.py``, name
   top third of the base's layers is unfrozen (BatchNormalization layers stay frozen, in inference mode)
   and training goes on at a tenth of the learning rate.
 - ``from_scratch``: the same architecture, freshly initialised and fully trainable: the honest baseline.
+- ``distilled`` and ``dlib_resnet``: feature extraction from another base than the CelebA model: the student
+  distilled from dlib's embeddings (``me/student.py``), or dlib's face-recognition ResNet itself rebuilt in
+  Keras from its weights file (``me/dlib_resnet.py``; no dlib at run time).
 - ``reference_dlib`` (optional, ``pip install .[reference]``): dlib's face-recognition ResNet embeddings
   (``face_recognition``) of the same aligned photos into the same logistic regression. Shown for
   comparison only: it has no Keras model, so it is never promoted and ``predict`` never serves it.
