@@ -217,6 +217,8 @@ class StrategyEntry(Entry):
     #: student distilled from a face-recognition teacher in the same run (``recognize_me.me.student``);
     #: "dlib", dlib's face-recognition ResNet rebuilt in Keras (``recognize_me.me.dlib_resnet``).
     base: str = "celeba"
+    #: In ``me_strategies`` when the config names none (False: opt-in, e.g. one a better entry supersedes).
+    default: bool = True
 
     @property
     def train(self) -> Callable[..., Any]:
@@ -235,10 +237,10 @@ STRATEGIES: Catalog[StrategyEntry] = Catalog("strategy", "STRATEGIES", [
     StrategyEntry(name="from_scratch", trainer=f"{STRATEGIES_MODULE}:fit_from_scratch",
                   description="the same architecture, freshly initialised and fully trained: the honest baseline"),
     StrategyEntry(name="distilled", trainer=f"{STRATEGIES_MODULE}:fit_feature_extraction", base="student",
-                  missing="recognize_me.me.teacher:teacher_missing",
+                  missing="recognize_me.me.teacher:teacher_missing", default=False,
                   description="feature extraction from a TensorFlow student trained on CelebA to reproduce dlib's "
-                              "face embeddings (the teacher, dlib, is needed to train it, "
-                              "not to predict)"),
+                              "face embeddings (the teacher, dlib, is needed to train it, not to predict; opt-in: "
+                              "dlib_resnet runs dlib's own network instead, without the student's 35 minutes)"),
     StrategyEntry(name="dlib_resnet", trainer=f"{STRATEGIES_MODULE}:fit_feature_extraction", base="dlib",
                   missing="recognize_me.me.dlib_resnet:dlib_resnet_missing",
                   description="feature extraction from dlib's face-recognition ResNet rebuilt in Keras: dlib's "

@@ -98,16 +98,10 @@ def cmd_train(args: argparse.Namespace, **defaults: Any) -> int:
     return 0
 
 
-#: The demo's drawn faces mean nothing to dlib (the teacher): a short student shows the stage in about a
-#: minute; the real recipe's 28 epochs are for real faces.
-DEMO_STUDENT_EPOCHS = 4
-
-
 def demo_defaults(data: Path) -> dict[str, Any]:
     """The ``demo`` command's config, the same as the ``train-all/demo`` deployment's in prefect.yaml."""
     return {"celeba_dir": str(data), "me_dir": str(data / "me"), "others_dir": str(data / "others"),
-            "models": list(MODELS.names()), "epochs": 5, "image_size": [48, 48],
-            "me_student_epochs": DEMO_STUDENT_EPOCHS}
+            "models": list(MODELS.names()), "epochs": 5, "image_size": [48, 48]}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -93,9 +93,9 @@ class PipelineConfig(BaseModel):
                                "others_dir's (a few people alone teach 'not them', not 'not me'); 0 = none, "
                                "only with others_dir.")
     me_strategies: list[StrategyChoice] = Field(
-        default_factory=lambda: list(STRATEGIES.names()),
+        default_factory=lambda: [s.name for s in STRATEGIES if s.default],
         description="'Is this me?' strategies trained side by side (one that cannot run here is skipped with a "
-        f"message). {choices_help(STRATEGIES)}.")
+        f"message; default: all but the opt-in distilled). {choices_help(STRATEGIES)}.")
     me_features: FeatureChoice = Field(
         "auto", description="The layer(s) feature_extraction reads (L2-normalised, flip-averaged, into a logistic "
         f"regression). {choices_help(FEATURES)}.")

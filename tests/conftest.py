@@ -122,6 +122,7 @@ def me_flow_run(prefect_server, demo_data: Path, tmp_path_factory) -> MeFlowRun:
 
     import flows.training
     from flows.train_all import train_all
+    from recognize_me.catalog import STRATEGIES
     from recognize_me.config import PipelineConfig
 
     root = tmp_path_factory.mktemp("me_flow")
@@ -134,7 +135,8 @@ def me_flow_run(prefect_server, demo_data: Path, tmp_path_factory) -> MeFlowRun:
     config = PipelineConfig(celeba_dir=data, images_dir=demo_data / "img_align_celeba", me_dir=data / "me",
                             others_dir=data / "others", output_root=root / "out", image_size=(32, 32),
                             epochs=1, batch_size=32, seed=11, models=["cnn_scheduled"], me_epochs=2, me_student_epochs=2,
-                            me_min_photos=4, n_workers=2, **FEW_CELEBA_PHOTOS)
+                            me_min_photos=4, n_workers=2, me_strategies=list(STRATEGIES.names()),  # opt-in too
+                            **FEW_CELEBA_PHOTOS)
     run = MeFlowRun(config=config, run_dir=root, data=data)
     original = flows.training.dask_runner
 

@@ -56,7 +56,7 @@ def test_config_choices_and_json_schema_come_from_the_catalogs():
     assert props["me_base_model"]["enum"] == list(MODELS.names())
     assert props["me_strategies"]["items"]["enum"] == list(STRATEGIES.names())
     assert props["me_features"]["enum"] == list(FEATURES.names())
-    assert _config().me_strategies == list(STRATEGIES.names())
+    assert _config().me_strategies == [s.name for s in STRATEGIES if s.name != "distilled"]  # distilled: opt-in
     for field, value in [("models", ["transformer"]), ("me_base_model", "alexnet"), ("me_strategies", ["magic"]),
                          ("me_features", "pixels")]:
         with pytest.raises(ValidationError, match=field):

