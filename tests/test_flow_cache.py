@@ -69,6 +69,10 @@ def test_each_stage_reruns_exactly_when_its_inputs_change(me_flow_run, clusters)
     assert clusters == [1, 2], "a rerun whose jobs are all cached must not start a cluster"
     assert _flow_runs("train-models", "train-transfer-models") == subflows, "nor a training subflow"
     assert (unchanged / "report.html").is_file() and (unchanged / "me_report.html").is_file()
+    from recognize_me.me.predict import load_run_models
+
+    served = load_run_models(unchanged)  # what `predict/find --run <the rerun>` uses: the cached transfers too
+    assert served.me_model.is_file() and served.me_model.is_relative_to(first)
     assert json.loads((unchanged / "leaderboard.json").read_text())[0]["model"] in {"cnn_scheduled",
                                                                                       "majority_baseline"}
     registry = ModelRegistry(config.output_root / "registry")

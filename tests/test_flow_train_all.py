@@ -74,6 +74,8 @@ def test_recognize_me_stage_trains_every_strategy_side_by_side(me_flow_run, tmp_
         assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_photos"] > 0
         assert metrics["strangers_photos"] > 0 and 0.0 <= metrics["strangers_roc_auc"] <= 1.0
         assert (run_dir / "me" / strategy / "model.keras").is_file()
+    index = json.loads((run_dir / "me" / "results.json").read_text())
+    assert {r["strategy"] for r in index} == set(me_flow_run.config.me_strategies)
     report = (run_dir / "me_report.html").read_text()
     assert all(s in report for s in ("feature_extraction", "fine_tuning", "from_scratch", "distilled", "dlib_resnet",
                                      "reference_dlib"))

@@ -145,6 +145,26 @@ def test_load_run_models_picks_the_best(env: dict[str, Path], tmp_path: Path) ->
     assert result["error"] is None and result["threshold"] == pytest.approx(0.35)
 
 
+def test_a_run_serves_the_transfers_its_results_index_lists_also_an_earlier_runs(env: dict[str, Path],
+                                                                                   tmp_path: Path) -> None:
+    """A cached transfer lives in the earlier run's folder; ``me/results.json`` says where."""
+    import shutil
+
+    fake_run(tmp_path / "earlier", env)
+    fake_run(tmp_path / "rerun", env)
+    shutil.rmtree(tmp_path / "rerun" / "me" / "fine_tuning")  # cached: nothing written in the rerun's folder
+    index = [{"strategy": "fine_tuning", "status": "completed", "out_dir": str(tmp_path / "earlier" / "me" / "fine_tuning")},
+             {"strategy": "feature_extraction", "status": "completed",
+              "out_dir": str(tmp_path / "rerun" / "me" / "feature_extraction")},
+             {"strategy": "distilled", "status": "skipped", "out_dir": str(tmp_path / "nowhere")}]
+    (tmp_path / "rerun" / "me" / "results.json").write_text(json.dumps(index))
+    chosen = load_run_models(tmp_path / "rerun")
+    assert (chosen.me_strategy, chosen.me_model) == ("fine_tuning",
+                                                     tmp_path / "earlier" / "me" / "fine_tuning" / "model.keras")
+    (tmp_path / "rerun" / "me" / "results.json").unlink()  # a run written before the index: its own folders
+    assert load_run_models(tmp_path / "rerun").me_strategy == "feature_extraction"
+
+
 def test_a_given_threshold_replaces_the_validation_one_and_is_checked(env: dict[str, Path], tmp_path: Path) -> None:
     fake_run(tmp_path, env)
     chosen = load_run_models(tmp_path)

@@ -262,18 +262,29 @@ def _best_attribute_model(run_dir: Path) -> tuple[str, Path]:
     return str(best["model"]), model_folder(run_dir, best) / "model.keras"
 
 
+def _transfer_folders(run_dir: Path) -> list[Path]:
+    """The run's transfer model folders: as its ``me/results.json`` lists them (a cached transfer's folder
+    is an earlier run's), else ``me/<strategy>/`` (runs written before that index)."""
+    from recognize_me.me.report import RESULTS_INDEX
+
+    index = run_dir / "me" / RESULTS_INDEX
+    if index.is_file():
+        return [Path(r["out_dir"]) for r in _read_json(index) if r.get("status") == "completed"]
+    return sorted(p.parent for p in (run_dir / "me").glob("*/metrics.json"))
+
+
 def _best_me_model(run_dir: Path) -> tuple[str, Path, dict[str, Any]]:
     candidates = []
-    for metrics_path in sorted((run_dir / "me").glob("*/metrics.json")):
-        metrics = _read_json(metrics_path)
-        if metrics.get("status", "completed") == "completed" and (metrics_path.parent / "model.keras").is_file():
-            candidates.append((metrics_path.parent.name, metrics))
+    for folder in _transfer_folders(run_dir):
+        metrics = _read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        if metrics and metrics.get("status", "completed") == "completed" and (folder / "model.keras").is_file():
+            candidates.append((folder, metrics))
     if not candidates:
         raise FileNotFoundError(f"no trained transfer model in {run_dir / 'me'} (me/<strategy>/model.keras)")
     from recognize_me.me.report import selection_key
 
-    name, metrics = max(candidates, key=lambda c: selection_key(c[1]))  # validation only, as the flow chooses
-    return name, run_dir / "me" / name / "model.keras", metrics
+    folder, metrics = max(candidates, key=lambda c: selection_key(c[1]))  # validation only, as the flow chooses
+    return str(metrics.get("strategy") or folder.name), folder / "model.keras", metrics
 
 
 def _input_settings(model_dir: Path, fallback: dict[str, Any] | None = None) -> tuple[tuple[int, int], str]:

@@ -17,7 +17,7 @@ import pandas as pd
 from recognize_me.evaluation import plots
 from recognize_me.evaluation.metrics import roc_auc, roc_curve
 from recognize_me.evaluation.report import REPORT_STYLE, table_html
-from recognize_me.fileio import write_text
+from recognize_me.fileio import write_json, write_text
 
 ROW_COLUMNS: tuple[str, ...] = ("strategy", "status", "champion", "val_roc_auc", "val_f1", "threshold", "accuracy",
                                 "precision", "recall", "f1", "roc_auc", "recall_at_1pct_far", "strangers_roc_auc",
@@ -36,6 +36,10 @@ TABLE_NOTE = (
     "accepting at most 1% of the others. The reference strategy (dlib face-recognition embeddings) is shown for "
     "comparison and never promoted. Confusion matrices: rows true class, columns predicted class.")
 
+
+#: ``<run>/me/results.json``: every strategy of the run with its status and model folder, which is an earlier
+#: run's when the transfer was cached (``predict.load_run_models`` reads it)
+RESULTS_INDEX = "results.json"
 
 @dataclass(frozen=True)
 class MeReport:
@@ -91,6 +95,8 @@ def build_me_report(run_dir: Path, results: list[dict[str, Any]]) -> MeReport:
     if stranger_curves:
         figures["ROC curves (strangers)"] = plots.roc_plot(stranger_curves, run_dir / "me_roc_strangers.png")
     html_path = write_text(run_dir / "me_report.html", _page(run_dir, rows, done, figures, columns))
+    write_json(run_dir / "me" / RESULTS_INDEX, [{"strategy": r["strategy"], "status": r.get("status") or "completed",
+                                                 "out_dir": str(_out_dir(run_dir, r))} for r in results])
     return MeReport(html_path=html_path, rows=rows, figures=figures)
 
 
