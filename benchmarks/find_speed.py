@@ -53,7 +53,8 @@ from benchmarks.phone_photos import (
 )
 
 FACES = REPO.parent / "shared" / "data" / "faces"
-REFERENCE_BIN = Path(os.environ.get("FACE_RECOGNITION_BIN", "/tmp/refvenv/bin/face_recognition"))
+#: face_recognition's CLI: $FACE_RECOGNITION_BIN, else the one `make install` puts beside this Python
+REFERENCE_BIN = Path(os.environ.get("FACE_RECOGNITION_BIN", Path(sys.executable).with_name("face_recognition")))
 #: The shared people other than the test "me", in the order roles are handed out: the first two that are not
 #: "me" are the training "others", the rest strangers (faces/me appears as ``default_me``).
 PEOPLE = ("Keanu_Reeves", "Daniel_Radcliffe", "Jennifer_Lopez", "me")
