@@ -25,18 +25,17 @@ def recognize_me_stage(config: PipelineConfig, run_dir: Path, photos_csv: Path, 
     if base is None:
         print("no CelebA model completed: nothing to transfer from")
         return None
-    photos_csv = choose_me_faces(config, run_dir, photos_csv, base)
-    n_workers = worker_count(config, 2)
     skipped = skipped_strategies(config)
     for row in skipped:
         print(row["error"])
     skip = tuple(r["strategy"] for r in skipped)
-    student = dlib = None
+    dlib = convert_dlib_base(config) if wants_base(config, skip, "dlib") else None
+    photos_csv = choose_me_faces(config, run_dir, photos_csv, dlib or base)  # a face-recognition network if any
+    n_workers = worker_count(config, 2)
+    student = None
     if wants_base(config, skip, "student"):
         student = config.me_student_model or train_distilled_student(config, run_dir, splits_csv, images_dir,
                                                                      data_fingerprint)
-    if wants_base(config, skip, "dlib"):
-        dlib = convert_dlib_base(config)
     jobs = plan_transfer_jobs(config, run_dir, photos_csv, base, threads=threads_per_worker(n_workers),
                               skip=skip, student=student, dlib=dlib)
     results = run_transfer_parallel(jobs, config.dask_address, n_workers, refresh=config.refresh) + skipped

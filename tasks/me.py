@@ -88,7 +88,8 @@ def _stop_on_critical(report: CheckReport, consequence: str) -> None:
 @task(name="choose-me-faces")
 def choose_me_faces(config: PipelineConfig, run_dir: Path, photos_csv: Path, base_model: Path) -> Path:
     """Take the user's face in each multi-face "me" photo by agreement with the single-face ones, in the
-    base model's features (``face_choice``); write ``<run>/photos_chosen/photos.csv`` and, when there were
+    features of ``base_model`` (the face-recognition base when the run has one, else the CelebA model;
+    ``face_choice``); write ``<run>/photos_chosen/photos.csv`` and, when there were
     such photos, check the result again and publish it as the photo-checks artifact."""
     quiet_environment()  # before the base model's features import TensorFlow in the flow's process
     out, choice = resolve_photo_faces(photos_csv, Path(run_dir) / CHOSEN_DIR, base_features(base_model))

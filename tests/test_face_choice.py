@@ -274,6 +274,21 @@ def test_base_features_are_the_bases_flip_averaged_gap_features_loaded_on_first_
     np.testing.assert_allclose(features(crops[::-1]), first[::-1], rtol=1e-5, atol=1e-6)
 
 
+def test_base_features_read_the_embedding_of_a_base_that_has_one(folders, tmp_path: Path) -> None:
+    """An identity base (an ``embedding`` layer, as dlib_resnet's has) is compared in that embedding."""
+    import keras
+    from test_transfer import _save_base
+
+    from recognize_me.me.face_choice import base_features
+
+    path = _save_base(tmp_path / "base", "resnet_identity")
+    embedding = keras.models.load_model(path, safe_mode=True, compile=False).get_layer("embedding")
+    crops = _prepare(folders, tmp_path / "out").table["crop_path"].tolist()[:3]
+    base = keras.models.load_model(path, safe_mode=True, compile=False)
+    assert embedding.output.shape[-1] != base.get_layer("gap").output.shape[-1]  # the test can tell them apart
+    assert base_features(path)(crops).shape == (3, embedding.output.shape[-1])
+
+
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_real_group_photos_give_a_candidate_or_other_row_per_face(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@
 photos are prepared before the CelebA base model exists, so the choice is made here, once the base is
 picked (``flows/me.py``, before the transfer jobs are planned).
 
-The rule (:func:`choose_faces`), in the base model's L2-normalised, flip-averaged ``gap`` features
-(``transfer.flip_averaged_extractor``):
+The rule (:func:`choose_faces`), in a base model's L2-normalised, flip-averaged features
+(``transfer.flip_averaged_extractor``): the face-recognition network's ``embedding`` when the run has one
+(``dlib_resnet``'s base: an identity embedding is made for "is this the same person"), else the CelebA
+model's ``gap``:
 
 1. Reference: the single-face "me" photos of the train and val splits (the test split and the strangers
    never shape the training data), one per distinct crop (copies count once). Their centroid ``c`` is the
@@ -48,7 +50,7 @@ FeatureFn = Callable[[Sequence[str]], np.ndarray]  # crop paths -> (n, d) featur
 REFERENCE_SPLITS: tuple[str, ...] = ("train", "val")
 MIN_REFERENCE = 2
 FLOOR_QUANTILE = 0.1
-CHOICE_FEATURES = "gap"
+CHOICE_FEATURES = ("embedding", "gap")  # the first the base has
 CHOSEN_DIR = "photos_chosen"  # under the run folder: the resolved photos.csv and face_choice.csv
 FACE_CHOICE_CSV = "face_choice.csv"
 CHOICE_TABLE_COLUMNS: tuple[str, ...] = ("path", "split", "n_faces", "face", "box", "crop_path", "similarity",
@@ -224,9 +226,10 @@ def resolve_photo_faces(photos_csv: Path, out_dir: Path, features: FeatureFn, **
 
 
 def base_features(base_model_path: Path, batch_size: int = 16) -> FeatureFn:
-    """The feature function of the CelebA model at ``base_model_path``: crop paths -> its flip-averaged,
-    L2-normalised ``gap`` features (``transfer.flip_averaged_extractor``, at the image size and crop the
-    base was trained with, ``transfer.base_input_settings``). Nothing is read before the first call."""
+    """The feature function of the base at ``base_model_path``: crop paths -> its flip-averaged,
+    L2-normalised ``embedding`` features, or ``gap`` without such a layer (``CHOICE_FEATURES``;
+    ``transfer.flip_averaged_extractor``, at the image size and crop saved beside the base,
+    ``transfer.base_input_settings``). Nothing is read before the first call."""
     loaded: list = []
 
     def features(paths: Sequence[str]) -> np.ndarray:
@@ -240,7 +243,9 @@ def base_features(base_model_path: Path, batch_size: int = 16) -> FeatureFn:
         if not loaded:
             image_size, crop = base_input_settings(Path(base_model_path))
             base = keras.models.load_model(base_model_path, safe_mode=True, compile=False)
-            loaded.append((flip_averaged_extractor(base, image_size, CHOICE_FEATURES), image_size, crop))
+            names = {layer.name for layer in base.layers}
+            which = next((f for f in CHOICE_FEATURES if f in names), CHOICE_FEATURES[-1])
+            loaded.append((flip_averaged_extractor(base, image_size, which), image_size, crop))
         extractor, image_size, crop = loaded[0]
         data = make_dataset(list(paths), None, image_size=image_size, crop=crop, batch_size=batch_size)
         return np.asarray(extractor.predict(data, verbose=0))
