@@ -26,7 +26,9 @@ SIZES = (260, 220, 150)  # the user is the last (smallest) face
 USER_LEFT = 30 + 2 * 300  # where the user's face is pasted
 
 
-def make_folders(root: Path, me: str, people: dict[str, Path], seed: int) -> tuple[Path, Path]:
+def make_folders(root: Path, me: str, people: dict[str, Path], seed: int) -> tuple[Path, Path, int]:
+    """The "me" folder (15 single-face photos, then up to 20 group photos), the others folder, and how many
+    group photos were made."""
     from PIL import Image
 
     rng = random.Random(seed)
@@ -38,14 +40,15 @@ def make_folders(root: Path, me: str, people: dict[str, Path], seed: int) -> tup
     others_dir.mkdir(exist_ok=True)
     for p in mine[:15]:
         Image.open(p).convert("RGB").save(me_dir / f"{p.stem}.png")
-    for i, p in enumerate(mine[15:35]):
+    group = mine[15:35]
+    for i, p in enumerate(group):
         canvas = Image.new("RGB", (900, 400), tuple(rng.randrange(40, 200) for _ in range(3)))
         for k, (face, size) in enumerate(zip([*rng.sample(pool, 2), p], SIZES, strict=True)):
             canvas.paste(Image.open(face).convert("RGB").resize((size, size)), (30 + k * 300, 60))
         canvas.save(me_dir / f"group_{i:02d}.png")
     for p in rng.sample(pool, 20):
         Image.open(p).convert("RGB").save(others_dir / f"{p.parent.name}_{p.stem}.png")
-    return me_dir, others_dir
+    return me_dir, others_dir, len(group)
 
 
 def count(choices, n_group: int) -> dict[str, int]:
@@ -76,11 +79,11 @@ def main() -> None:
     bench = Bench(args.name, {k: str(v) for k, v in vars(args).items()})
     for me in args.people:
         root = args.work / me
-        me_dir, others_dir = make_folders(root, me, people, args.seed)
+        me_dir, others_dir, n_group = make_folders(root, me, people, args.seed)
         prepare_photos(PhotoSources(me_dir, others_dir), root / "out", seed=0, fractions=(0.6, 0.2, 0.2))
         for name, base in bases.items():
             _, choice = resolve_photo_faces(root / "out" / "photos.csv", root / f"chosen_{name}", base_features(base))
-            bench.row(me=me, features=name, floor=round(choice.floor or 0, 3), **count(choice.choices, 20))
+            bench.row(me=me, features=name, floor=round(choice.floor or 0, 3), **count(choice.choices, n_group))
     bench.finish(["me", "features", "floor", "group_photos", "right", "wrong", "rejected"])
 
 
